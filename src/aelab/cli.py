@@ -1,0 +1,152 @@
+"""Command line: `aelab train | sample | explain | evaluate | report | export`.
+
+Thin by design: parse flags -> build a config -> call the library -> exit code. Usage errors
+exit 2 (argparse); data and runtime errors exit 1 with one line `aelab: error: ...`; Ctrl-C
+during training exits 130 after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import DATASETS, DEVICES, OUTPUT_ACTIVATIONS, PRECISIONS, list_presets, resolve_config
+from .errors import AelabError
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+    return parse
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    presets = list_presets()
+    p = sub.add_parser("train", help="train a model into a run folder",
+                       description="Train an autoencoder. Presets: " +
+                       "; ".join(f"{k}: {v}" for k, v in presets.items()))
+    p.add_argument("--preset", default="seed", choices=list(presets), help="default: seed")
+    p.add_argument("--dataset", choices=DATASETS, help="default: mnist")
+    p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
+    p.add_argument("--epochs", type=_positive(int))
+    p.add_argument("--batch-size", type=_positive(int))
+    p.add_argument("--lr", type=_positive(float))
+    p.add_argument("--latent-dim", type=_positive(int))
+    p.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS)
+    p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
+    p.add_argument("--checkpoint-minutes", type=_positive(float),
+                   help="also checkpoint inside epochs this often (default 10)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="write TensorBoard scalars and images to RUN_DIR/tensorboard")
+    p.add_argument("--out", help="run folder (default runs/<preset>-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    if args.resume and not args.out:
+        raise AelabError("--resume needs --out RUN_DIR")
+    if args.resume and args.force:
+        raise AelabError("--resume and --force contradict each other; choose one")
+    overrides = {k: getattr(args, k) for k in (
+        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "output_activation",
+        "beta", "seed", "device", "precision", "compile", "checkpoint_minutes", "tensorboard")}
+    if args.resume:
+        from .run import RunDir
+
+        cfg, _ = RunDir(args.out).read_config()
+        cfg.train.epochs = args.epochs or cfg.train.epochs
+    else:
+        cfg = resolve_config(args.preset, overrides)
+    train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
+    return 0
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    from .sampling import list_samplers
+
+    p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
+    p.add_argument("run_dir")
+    p.add_argument("--sampler", default="normal", choices=list_samplers())
+    p.add_argument("--n", type=_positive(int), default=128)
+    p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
+    p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--components", type=_positive(int), help="gmm: mixture components")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .figures import grid_figure, save_figure
+    from .run import load_run
+
+    run = load_run(args.run_dir, device=args.device)
+    kwargs = {"n_components": args.components} if args.components else {}
+    images = run.sample(args.n, args.sampler, args.seed, **kwargs).numpy()
+    out = Path(args.out) if args.out else run.path / "samples" / f"{args.sampler}.png"
+    try:
+        save_figure(grid_figure(images[:256], f"{args.sampler} codes through the decoder"), out)
+        if args.npy:
+            Path(args.npy).parent.mkdir(parents=True, exist_ok=True)
+            np.save(args.npy, images.astype(np.float32))
+    except OSError as e:
+        raise AelabError(f"cannot write samples: {e.strerror or e}") from None
+    print(f"aelab: wrote {out}" + (f" and {args.npy}" if args.npy else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aelab", description="Autoencoders on MNIST-like data: "
+                                     "reproduce, explain, sample, measure.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_sample(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .engine import Interrupted
+
+    try:
+        return args.func(args)
+    except Interrupted as e:
+        out = getattr(args, "out", None) or "RUN_DIR"
+        print(f"aelab: {e}; resume with: aelab train --out {out} --resume", file=sys.stderr)
+        return 130
+    except AelabError as e:
+        print(f"aelab: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # full or read-only disk, permissions
+        name = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"aelab: error: {e.strerror or e}{name}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("aelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The training loop: epochs, steps, validation, checkpoints. No plotting, no file layout.
+
+Fast by construction: the dataset lives once on the target device as uint8; each epoch draws one
+permutation and takes batches by indexing, converting to float on the fly; losses accumulate on
+the device and are read only at sync points; Adam is fused where the build supports it.
+
+Resumable bit for bit: the full state (weights, optimizer moments, RNG states, the epoch's
+permutation and loss sums) is captured by `capture_state` and put back by `restore_state`.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from .config import Config
+from .errors import AelabError, DivergedError
+
+__all__ = ["TrainState", "Interrupted", "make_optimizer", "fit", "evaluate_loss",
+           "capture_state", "restore_state", "to_float_batch"]
+
+PARTS = ("loss", "mse")  # sums accumulated per epoch, weighted by batch size
+
+
+class Interrupted(AelabError):
+    """Training stopped on SIGINT after writing a checkpoint."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands. `epoch` counts finished epochs; the rest describe the one in progress."""
+
+    epoch: int = 0
+    step: int = 0                       # optimizer steps taken, all epochs
+    metrics: list[dict] = field(default_factory=list)
+    epoch_step: int = 0                 # batches done in epoch `epoch + 1`
+    perm: torch.Tensor | None = None    # that epoch's permutation, (n_train,) int64
+    sums: torch.Tensor | None = None    # running sums of PARTS and the sample count, (3,) float64
+    epoch_seconds: float = 0.0          # time already spent in that epoch before a resume
+
+
+def to_float_batch(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], the tutorial's ToTensor + flatten."""
+    return images_u8.reshape(len(images_u8), -1).float().div_(255.0)
+
+
+def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where available (CPU and CUDA in torch >= 2.4), else foreach."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=device.type != "cpu")
+
+
+# --- state capture for checkpoints --------------------------------------------------------------
+
+def capture_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                  data_gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Everything needed to continue exactly: tensors for safetensors and a JSON-able dict."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, s in opt["state"].items():
+        for k, v in s.items():
+            tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = data_gen.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if state.perm is not None:
+        tensors["epoch.perm"] = state.perm
+        tensors["epoch.sums"] = state.sums
+    meta = {"epoch": state.epoch, "step": state.step, "epoch_step": state.epoch_step,
+            "epoch_seconds": state.epoch_seconds, "metrics": state.metrics,
+            "param_groups": opt["param_groups"]}
+    return tensors, meta
+
+
+def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
+                  optimizer: torch.optim.Optimizer, data_gen: torch.Generator) -> TrainState:
+    """Inverse of `capture_state`; raises `AelabError` when the checkpoint does not fit the model."""
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                opt_state.setdefault(int(i), {})[name] = v
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+        data_gen.set_state(tensors["rng.data"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        state = TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]),
+                           metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
+                           epoch_seconds=float(meta["epoch_seconds"]))
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise AelabError(f"checkpoint does not fit this model and optimizer ({first[:200]})") from None
+    if state.epoch_step:
+        state.perm, state.sums = tensors["epoch.perm"].long(), tensors["epoch.sums"].double()
+    return state
+
+
+# --- validation ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean training objective and per-pixel MSE over a split, in eval mode, on a forked RNG."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(len(PARTS), dtype=torch.float64, device=images_u8.device)
+    devices = [images_u8.device.index or 0] if images_u8.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)  # the VAE objective samples z; keep validation repeatable
+        for i in range(0, len(images_u8), batch_size):
+            x = to_float_batch(images_u8[i:i + batch_size])
+            loss, parts = model.loss(x)
+            sums += torch.stack([loss.detach(), parts["mse"]]).double() * len(x)
+    model.train(was_training)
+    values = (sums / len(images_u8)).tolist()
+    return dict(zip(PARTS, values))
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+class _SigintFlag:
+    """Turns Ctrl-C into a flag the loop checks after each step (main thread only)."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: Any = None
+
+    def __enter__(self) -> _SigintFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
+        train_u8: torch.Tensor, valid_u8: torch.Tensor, state: TrainState, data_gen: torch.Generator,
+        *, save_checkpoint: Callable[[TrainState], None],
+        on_epoch_end: Callable[[dict, TrainState], None] = lambda record, state: None,
+        loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
+        progress: bool = True) -> TrainState:
+    """Train from `state` to `cfg.train.epochs`, calling back after each epoch.
+
+    `loss_fn(x) -> (loss, parts)` defaults to `model.loss`; pass a compiled or
+    DistributedDataParallel-wrapped version of it instead. Under torch.distributed each rank
+    trains on its share of every global batch of `cfg.train.batch_size`. Raises `DivergedError`
+    on a non-finite loss (no checkpoint is written after it) and `Interrupted` on Ctrl-C (after
+    one is written).
+    """
+    tc = cfg.train
+    device = train_u8.device
+    rank, world = _world()
+    n = len(train_u8)
+    batch = tc.batch_size
+    n_batches = n // batch + (1 if n % batch >= 2 else 0)  # a last batch of 1 breaks BatchNorm
+    sync_every = 1 if device.type == "cpu" else 25          # host reads cost nothing on CPU
+    loss_fn = loss_fn or model.loss
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    last_checkpoint = time.monotonic()
+
+    with _SigintFlag() as sigint:
+        while state.epoch < tc.epochs:
+            epoch = state.epoch + 1
+            if state.epoch_step == 0:
+                state.perm = torch.randperm(n, generator=data_gen)
+                state.sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
+            perm = state.perm.to(device)
+            sums = state.sums.to(device)
+            started = time.perf_counter() - state.epoch_seconds
+            model.train()
+            bar = tqdm(total=n_batches, initial=state.epoch_step, desc=f"epoch {epoch}/{tc.epochs}",
+                       leave=False, disable=not progress or rank != 0, dynamic_ncols=True)
+            for b in range(state.epoch_step, n_batches):
+                idx = perm[b * batch:(b + 1) * batch]
+                idx = idx[rank::world]  # this rank's share of the global batch
+                x = to_float_batch(train_u8[idx])
+                with autocast:
+                    loss, parts = loss_fn(x)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                sums += torch.stack([loss.detach().double() * len(x), parts["mse"].double() * len(x),
+                                     torch.tensor(float(len(x)), dtype=torch.float64, device=device)])
+                state.step += 1
+                state.epoch_step = b + 1
+                if (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised:
+                    if not math.isfinite(loss.item()):
+                        raise DivergedError(
+                            f"loss became {loss.item()} at epoch {epoch}, step {b + 1}; "
+                            f"training stopped, the last good checkpoint is kept; try a lower --lr "
+                            f"(now {tc.lr:g})")
+                    bar.update(b + 1 - bar.n)
+                    bar.set_postfix(loss=f"{(sums[0] / sums[2]).item():.4f}", refresh=False)
+                    timed_out = time.monotonic() - last_checkpoint > tc.checkpoint_minutes * 60
+                    if (sigint.raised or timed_out) and b + 1 < n_batches:
+                        state.sums, state.epoch_seconds = sums.cpu(), time.perf_counter() - started
+                        save_checkpoint(state)
+                        last_checkpoint = time.monotonic()
+                    if sigint.raised:
+                        bar.close()
+                        raise Interrupted(f"interrupted in epoch {epoch} at step {b + 1}; "
+                                          f"checkpoint saved")
+            bar.close()
+            if world > 1:
+                dist.all_reduce(sums)
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise DivergedError(f"weights became non-finite in epoch {epoch}; training stopped, "
+                                    f"the last good checkpoint is kept; try a lower --lr (now {tc.lr:g})")
+            valid = evaluate_loss(model, valid_u8)
+            train_sums = sums.tolist()
+            record = {"epoch": epoch, "train_loss": train_sums[0] / train_sums[2],
+                      "train_mse": train_sums[1] / train_sums[2], "valid_loss": valid["loss"],
+                      "valid_mse": valid["mse"], "seconds": round(time.perf_counter() - started, 4),
+                      "steps": state.step, "lr": optimizer.param_groups[0]["lr"]}
+            state.epoch, state.epoch_step, state.perm, state.sums = epoch, 0, None, None
+            state.epoch_seconds = 0.0
+            state.metrics.append(record)
+            on_epoch_end(record, state)
+            save_checkpoint(state)
+            last_checkpoint = time.monotonic()
+    return state

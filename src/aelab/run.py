@@ -1,0 +1,212 @@
+"""The run folder: what a training run leaves on disk, and how to load it back.
+
+    RUN_DIR/
+      config.json          resolved Config + the data it used (name, source, checksums, counts)
+      metrics.jsonl        one JSON line per finished epoch
+      model.safetensors    final weights (written when training ends)
+      checkpoint.safetensors  full training state after the last epoch (or mid-epoch)
+      figures/             epoch_NNN.png, loss.png, result_input.png, result_output.png
+      .lock                held while a process trains into the folder
+
+`load_run(path)` gives a `Run` with `encode`, `decode`, `reconstruct` and `sample`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+
+from .checkpoint import atomic_write_bytes
+from .config import Config, config_from_dict
+from .errors import RunError
+from .models import create_model
+
+__all__ = ["RunDir", "Run", "load_run", "pick_device"]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` -> cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda: no CUDA device is available here; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RunError("--device mps: no MPS device is available here; use --device cpu")
+    return torch.device(name)
+
+
+class RunDir:
+    """Paths and safe file operations of one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.model = self.path / "model.safetensors"
+        self.checkpoint = self.path / "checkpoint.safetensors"
+        self.figures = self.path / "figures"
+        self.lockfile = self.path / ".lock"
+
+    def prepare(self, resume: bool = False, force: bool = False) -> None:
+        """Create the folder; refuse to write into an existing run unless resuming or forced."""
+        if resume:
+            if not self.checkpoint.is_file():
+                raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path} exists and is not a folder")
+        if self.path.is_dir() and any(p.name != ".lock" for p in self.path.iterdir()) and not force:
+            raise RunError(f"{self.path} already holds a run; use --resume to continue it "
+                           f"or --force to overwrite it")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.figures.mkdir(exist_ok=True)
+        except OSError as e:
+            raise RunError(f"cannot create run folder {self.path}: {e.strerror or e}") from None
+        if force:
+            for p in (self.metrics, self.model, self.checkpoint):
+                p.unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock so two processes never train into the same folder."""
+        try:
+            fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"another process is training into {self.path}") from None
+            yield
+        finally:
+            os.close(fd)
+
+    # --- files -----------------------------------------------------------------------------
+    def write_json(self, path: Path, obj: Any) -> None:
+        atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+    def write_metrics(self, records: list[dict]) -> None:
+        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        try:
+            return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        except ValueError:
+            raise RunError(f"{self.metrics} is not valid JSON lines") from None
+
+    def read_config(self) -> tuple[Config, dict]:
+        """The run's Config and the data record saved beside it."""
+        if not self.path.is_dir():
+            raise RunError(f"no run folder at {self.path}")
+        try:
+            d = json.loads(self.config.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a run folder (no config.json)") from None
+        except ValueError:
+            raise RunError(f"{self.config} is not valid JSON") from None
+        if not isinstance(d, dict):
+            raise RunError(f"{self.config} is not an aelab config")
+        return config_from_dict(d.get("config", {})), d.get("data", {})
+
+    def write_weights(self, model: torch.nn.Module, path: Path | None = None) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write_bytes(path or self.model, save(state, metadata={"format": "aelab-weights-1"}))
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise RunError(f"no weights at {path}: the run has not finished (try --resume)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise RunError(f"weights file {path} is corrupt or truncated ({type(e).__name__})") from None
+
+
+def _as_float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] images of shape (n, 28, 28) or (n, 784) -> float (n, 784)."""
+    x = torch.as_tensor(images)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.reshape(len(x), -1)
+
+
+@dataclass
+class Run:
+    """A trained run loaded for use: the model in eval mode plus its config and metrics."""
+
+    path: Path
+    config: Config
+    model: torch.nn.Module
+    device: torch.device
+    data_info: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.model.latent_dim
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
+        """Images (n, 28, 28) uint8 or float in [0, 1] -> codes (n, latent_dim) on the CPU."""
+        x = _as_float_images(images)
+        out = [self.model.encode(x[i:i + batch_size].to(self.device)).float().cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else x.new_zeros(0, self.latent_dim)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
+        """Codes (n, latent_dim) -> images (n, 28, 28) float, clipped to [0, 1], on the CPU."""
+        z = torch.as_tensor(codes, dtype=torch.float32)
+        out = [self.model.decode(z[i:i + batch_size].to(self.device)).float().cpu()
+               for i in range(0, len(z), batch_size)]
+        return torch.cat(out).clamp(0, 1).reshape(-1, 28, 28) if out else torch.zeros(0, 28, 28)
+
+    def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return self.decode(self.encode(images))
+
+    def sample(self, n: int, sampler: str = "normal", seed: int = 0, **kwargs: Any) -> torch.Tensor:
+        """n images (n, 28, 28) from codes drawn by a sampler (fitted on training codes if needed)."""
+        from .sampling import sample_codes  # local import: sampling needs data and sklearn
+
+        return self.decode(sample_codes(self, sampler, n, seed, **kwargs))
+
+
+def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> Run:
+    """Load a run folder's config and weights (`weights="final"` or `"checkpoint"`)."""
+    run_dir = RunDir(path)
+    cfg, data_info = run_dir.read_config()
+    model = create_model(cfg.model)
+    if weights == "final" or not run_dir.checkpoint.is_file():
+        state = read_weights(run_dir.model)
+    else:
+        from .checkpoint import load_checkpoint
+
+        tensors, _ = load_checkpoint(run_dir.checkpoint)
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "mismatch"
+        raise RunError(f"weights in {run_dir.path} do not fit its config ({first})") from None
+    dev = pick_device(device)
+    model.to(dev).eval()
+    return Run(run_dir.path, cfg, model, dev, data_info, run_dir.read_metrics())

@@ -1,0 +1,340 @@
+"""Samplers over latent codes: fit a density to the codes, then draw new codes to decode.
+
+A plain autoencoder has no prior, so drawing N(0, I) codes (the tutorial's ``normal``) lands
+far from where a ReLU encoder puts its codes: they are non-negative, sparse and often have dead
+dimensions. Ex-post density estimation (Ghosh et al., "From Variational to Deterministic
+Autoencoders", ICLR 2020) fits a density to the training codes instead::
+
+    sampler = GMMSampler(n_components=10, random_state=0).fit(codes)   # codes: (n, d)
+    new_codes = sampler.sample(64, seed=1)                               # (64, d) float32
+    sampler.save("gmm.safetensors"); load_sampler("gmm.safetensors")
+
+Constant ("dead") dimensions are detected in ``fit`` (std < 1e-6), left out of the density
+and put back, exactly, when sampling. With ``clip="observed"`` samples are clipped to the
+per-dimension [min, max] of the fitted codes (a ReLU code is never below 0).
+"""
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+from sklearn.mixture import GaussianMixture
+
+from aelab.errors import AelabError, RunError
+
+__all__ = [
+    "NormalSampler", "GaussianSampler", "GMMSampler", "PriorSampler",
+    "SAMPLERS", "create_sampler", "list_samplers", "load_sampler", "select_n_components",
+]
+
+DEAD_STD = 1e-6  # a dimension whose std is below this is constant ("dead")
+FORMAT = "aelab-sampler-v1"
+
+
+def _check_codes(codes):
+    """Return codes as a float64 array of shape (n_samples, latent_dim), or raise."""
+    codes = np.asarray(codes, dtype=np.float64)
+    if codes.ndim != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:
+        raise AelabError(f"codes must have shape (n_samples >= 2, latent_dim >= 1), got {codes.shape}")
+    if not np.isfinite(codes).all():
+        raise AelabError("codes contain NaN or inf; check the encoder output")
+    return codes
+
+
+def _standardize_active(codes):
+    """Split dims into active/constant; return (active_dims, mean, std, standardized active codes)."""
+    mean, std = codes.mean(axis=0), codes.std(axis=0)
+    active = np.flatnonzero(std >= DEAD_STD)
+    return active, mean, std, (codes[:, active] - mean[active]) / std[active]
+
+
+def _fit_gmm(z, n_components, reg_covar, random_state):
+    """Fit sklearn's full-covariance GMM on standardized codes z of shape (n, d_active)."""
+    gmm = GaussianMixture(n_components=n_components, covariance_type="full", reg_covar=reg_covar,
+                          max_iter=200, random_state=random_state)
+    try:
+        return gmm.fit(z)
+    except ValueError as exc:  # sklearn: "ill-defined empirical covariance"
+        raise AelabError(f"GMM fit with n_components={n_components} failed ({exc}); "
+                         f"increase reg_covar={reg_covar!r} or lower n_components") from exc
+
+
+def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0, reg_covar=1e-6):
+    """Choose the number of GMM components by held-out average log-likelihood.
+
+    A random 20% of the codes is held out; a full-covariance GMM is fitted on the other 80% for
+    every candidate, and the candidate with the highest mean log-likelihood per held-out code
+    wins. Candidates larger than the fitting split are skipped.
+
+    Parameters
+    ----------
+    codes : array of shape (n_samples, latent_dim)
+    candidates : sequence of int
+    random_state : int
+        Seeds both the split and the GMM initialisation.
+    reg_covar : float
+        Added to the covariance diagonals, in units of each dimension's variance.
+
+    Returns
+    -------
+    int
+    """
+    codes = _check_codes(codes)
+    _, _, _, z = _standardize_active(codes)
+    order = np.random.default_rng(random_state).permutation(len(z))
+    n_valid = max(1, len(z) // 5)
+    valid, train = z[order[:n_valid]], z[order[n_valid:]]
+    scores = {k: _fit_gmm(train, k, reg_covar, random_state).score(valid)
+              for k in candidates if 1 <= k <= len(train)}
+    if not scores:
+        raise AelabError(f"no candidate in {tuple(candidates)!r} fits {len(train)} codes")
+    return max(scores, key=scores.get)
+
+
+class _Sampler:
+    """Shared fit/sample/save logic. Subclasses set ``name``, ``_state`` and ``_fit``/``_draw``."""
+
+    name = ""
+    _state = ()  # names of learned arrays saved by save()
+
+    def __init__(self, clip="observed"):
+        if clip not in ("observed", "none"):
+            raise AelabError(f"clip={clip!r} is not valid; choose 'observed' or 'none'")
+        self.clip = clip
+
+    def get_config(self):
+        """Return the constructor arguments as a dict."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in names if k != "self"}
+
+    def fit(self, codes):
+        """Fit the sampler to latent codes of shape (n_samples, latent_dim); return self."""
+        codes = _check_codes(codes)
+        self.n_features_in_ = codes.shape[1]
+        self.data_min_, self.data_max_ = codes.min(axis=0), codes.max(axis=0)
+        self._fit(codes)
+        return self
+
+    def sample(self, n, seed):
+        """Draw ``n`` codes with ``np.random.default_rng(seed)``.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, latent_dim)
+        """
+        if not hasattr(self, "n_features_in_"):
+            raise AelabError(f"{type(self).__name__} is not fitted; call fit(codes) first")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise AelabError(f"n={n!r} must be a positive integer")
+        out = self._draw(int(n), np.random.default_rng(seed))  # (n, latent_dim) float64
+        if self.clip == "observed":
+            out = np.clip(out, self.data_min_, self.data_max_)
+        return out.astype(np.float32)
+
+    def save(self, path):
+        """Write the fitted sampler to a safetensors file (arrays + JSON metadata, no pickle)."""
+        if not hasattr(self, "n_features_in_"):
+            raise AelabError(f"{type(self).__name__} is not fitted; call fit(codes) first")
+        names = ("data_min_", "data_max_") + self._state
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in names}
+        meta = {"format": FORMAT, "sampler": self.name, "params": json.dumps(self.get_config(), default=int)}
+        save_file(arrays, str(path), metadata=meta)
+
+    def _set_state(self, arrays):
+        self.n_features_in_ = len(arrays["data_min_"])
+        for k, v in arrays.items():
+            setattr(self, k, v)
+
+
+class NormalSampler(_Sampler):
+    """N(0, I) codes of the fitted codes' dimension: the tutorial's sampler.
+
+    It ignores everything about the codes except their dimension, which is why it gives no
+    digits for a ReLU autoencoder. ``clip`` defaults to "none" to stay the tutorial's sampler.
+    """
+
+    name = "normal"
+
+    def __init__(self, clip="none"):
+        super().__init__(clip=clip)
+
+    def _fit(self, codes):
+        pass
+
+    def _draw(self, n, rng):
+        return rng.standard_normal((n, self.n_features_in_))
+
+
+class PriorSampler(NormalSampler):
+    """The N(0, I) prior of a VAE. Same maths as ``normal``, but only meaningful for a VAE."""
+
+    name = "prior"
+
+
+class GaussianSampler(_Sampler):
+    """One full-covariance Gaussian fitted to the codes.
+
+    Attributes
+    ----------
+    mean_ : ndarray (latent_dim,)
+    covariance_ : ndarray (latent_dim, latent_dim), empirical; zero rows for constant dims
+    active_dims_ : ndarray of int, the non-constant dimensions
+    """
+
+    name = "gaussian"
+    _state = ("mean_", "covariance_", "active_dims_")
+
+    def __init__(self, clip="observed", reg_covar=1e-6):
+        super().__init__(clip=clip)
+        self.reg_covar = reg_covar
+
+    def _fit(self, codes):
+        active, mean, _, _ = _standardize_active(codes)
+        self.active_dims_, self.mean_ = active, mean
+        self.covariance_ = np.zeros((len(mean), len(mean)))
+        if len(active):
+            cov = np.cov(codes[:, active], rowvar=False).reshape(len(active), len(active))
+            self.covariance_[np.ix_(active, active)] = cov
+
+    def _draw(self, n, rng):
+        a = self.active_dims_
+        out = np.tile(self.mean_, (n, 1))
+        if len(a):
+            cov = self.covariance_[np.ix_(a, a)]
+            cov = cov + self.reg_covar * np.diag(np.diag(cov))  # ridge relative to each variance
+            chol = np.linalg.cholesky(cov)
+            out[:, a] += rng.standard_normal((n, len(a))) @ chol.T
+        return out
+
+
+class GMMSampler(_Sampler):
+    """A full-covariance Gaussian mixture fitted to the codes (Ghosh et al., ICLR 2020).
+
+    The mixture is fitted with scikit-learn's ``GaussianMixture`` on the non-constant dims,
+    each standardized, so ``reg_covar`` is relative to each dimension's variance. The fitted
+    parameters are stored in code units and used directly for sampling.
+
+    Parameters
+    ----------
+    n_components : int or "auto"
+        "auto" picks one with ``select_n_components`` (held-out log-likelihood).
+    random_state : int
+    clip : {"observed", "none"}
+    reg_covar : float
+
+    Attributes
+    ----------
+    n_components_ : int
+    weights_ : ndarray (n_components,)
+    means_ : ndarray (n_components, latent_dim), constant dims hold their constant
+    covariances_ : ndarray (n_components, latent_dim, latent_dim), zero for constant dims
+    active_dims_ : ndarray of int
+    """
+
+    name = "gmm"
+    _state = ("weights_", "means_", "covariances_", "active_dims_")
+
+    def __init__(self, n_components=10, random_state=0, clip="observed", reg_covar=1e-6):
+        super().__init__(clip=clip)
+        is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
+        if n_components != "auto" and not (is_int and n_components >= 1):
+            raise AelabError(f"n_components={n_components!r} must be a positive integer or 'auto'")
+        self.n_components, self.random_state, self.reg_covar = n_components, random_state, reg_covar
+
+    def _fit(self, codes):
+        n, d = codes.shape
+        k = self.n_components
+        if k == "auto":
+            k = select_n_components(codes, random_state=self.random_state, reg_covar=self.reg_covar)
+        elif k > n:
+            raise AelabError(f"n_components={k} is larger than the {n} codes to fit")
+        active, mean, std, z = _standardize_active(codes)
+        self.active_dims_, self.n_components_ = active, int(k)
+        self.weights_ = np.full(k, 1.0 / k)
+        self.means_ = np.tile(mean, (k, 1))
+        self.covariances_ = np.zeros((k, d, d))
+        if len(active):
+            gmm = _fit_gmm(z, k, self.reg_covar, self.random_state)
+            s = std[active]
+            self.weights_ = gmm.weights_
+            self.means_[:, active] = gmm.means_ * s + mean[active]
+            for j in range(k):  # back to code units: S C S
+                self.covariances_[j][np.ix_(active, active)] = gmm.covariances_[j] * np.outer(s, s)
+
+    def _set_state(self, arrays):
+        super()._set_state(arrays)
+        self.n_components_ = len(self.weights_)
+
+    def _draw(self, n, rng):
+        a = self.active_dims_
+        component = rng.choice(self.n_components_, size=n, p=self.weights_ / self.weights_.sum())
+        out = self.means_[component].copy()  # (n, latent_dim)
+        if len(a):
+            noise = rng.standard_normal((n, len(a)))
+            for j in range(self.n_components_):
+                rows = component == j
+                chol = np.linalg.cholesky(self.covariances_[j][np.ix_(a, a)])
+                out[np.ix_(rows, a)] += noise[rows] @ chol.T
+        return out
+
+
+SAMPLERS = {"normal": NormalSampler, "gaussian": GaussianSampler, "gmm": GMMSampler,
+            "prior": PriorSampler}
+
+
+def list_samplers():
+    """Return the registered sampler names."""
+    return list(SAMPLERS)
+
+
+def create_sampler(name, **kwargs):
+    """Build an unfitted sampler by name, e.g. ``create_sampler("gmm", n_components=10)``."""
+    if name not in SAMPLERS:
+        raise AelabError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    cls = SAMPLERS[name]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    bad = sorted(set(kwargs) - set(allowed))
+    if bad:
+        raise AelabError(f"sampler {name!r} takes no argument {bad[0]!r}; it takes {allowed}")
+    return cls(**kwargs)
+
+
+def load_sampler(path):
+    """Load a sampler written by ``save``; a missing, corrupt or mismatched file is a RunError."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise RunError(f"cannot read sampler file {path}: {exc}") from exc
+    if meta.get("format") != FORMAT or meta.get("sampler") not in SAMPLERS:
+        raise RunError(f"{path} is not an aelab sampler file (metadata {meta!r})")
+    try:
+        sampler = create_sampler(meta["sampler"], **json.loads(meta["params"]))
+    except (ValueError, KeyError, TypeError, AelabError) as exc:
+        raise RunError(f"{path} has bad sampler parameters: {exc}") from exc
+    expected = {"data_min_", "data_max_", *sampler._state}
+    if set(arrays) != expected:
+        raise RunError(f"{path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    sampler._set_state(arrays)
+    _check_shapes(sampler, path)
+    return sampler
+
+
+def _check_shapes(sampler, path):
+    """Raise RunError when loaded arrays do not fit together."""
+    d = sampler.n_features_in_
+    shapes = {"data_max_": (d,), "mean_": (d,), "covariance_": (d, d)}
+    if hasattr(sampler, "weights_"):
+        k = len(sampler.weights_)
+        shapes.update(means_=(k, d), covariances_=(k, d, d))
+    for k, shape in shapes.items():
+        if hasattr(sampler, k) and getattr(sampler, k).shape != shape:
+            raise RunError(f"{path}: {k} has shape {getattr(sampler, k).shape}, expected {shape}")
+    a = getattr(sampler, "active_dims_", np.arange(0))
+    if len(a) and (a.min() < 0 or a.max() >= d):
+        raise RunError(f"{path}: active_dims_ out of range for latent_dim={d}")

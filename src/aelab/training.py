@@ -1,0 +1,192 @@
+"""`train(config)`: a run folder from a config. Wires data, model, engine, checkpoints, figures.
+
+    python -m aelab train --preset seed --out runs/seed
+
+Single process by default; under `torchrun --nproc-per-node N -m aelab train ...` it trains
+with DistributedDataParallel and SyncBatchNorm, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .data import ImageData, load_dataset
+from .engine import TrainState, capture_state, fit, make_optimizer, restore_state, to_float_batch
+from .errors import AelabError
+from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
+from .models import create_model
+from .run import Run, RunDir, load_run, pick_device
+
+__all__ = ["train", "default_run_dir"]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def default_run_dir(preset: str) -> Path:
+    return Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class _LossModule(nn.Module):
+    """forward(x) = model.loss(x), so DistributedDataParallel sees the loss computation."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.loss(x)
+
+
+def _init_distributed(device_name: str) -> tuple[int, int, torch.device | None]:
+    """Join the process group torchrun describes; (rank, world size, device or None)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, None
+    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return dist.get_rank(), world, torch.device("cuda", local)
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+@torch.no_grad()
+def _reconstruct(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    out = model(to_float_batch(images_u8)).float().clamp(0, 1).reshape(-1, 28, 28).cpu()
+    model.train(was)
+    return out
+
+
+def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, force: bool = False,
+          quiet: bool = False, data: ImageData | None = None,
+          log: Callable[[str], None] = _stderr) -> Run:
+    """Train the model `cfg` describes into run folder `out`; return the finished `Run`.
+
+    With `resume=True`, `out` must hold a checkpoint; training continues from it with the run's
+    saved config, except `cfg.train.epochs`, which may extend a finished run.
+    """
+    rank, world, dist_device = _init_distributed(cfg.train.device)
+    run_dir = RunDir(out or default_run_dir(cfg.preset))
+    if resume:
+        saved, _ = run_dir.read_config()
+        cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=cfg.train.epochs))
+    cfg.validate()
+    say = log if rank == 0 else (lambda line: None)
+    if rank == 0:
+        run_dir.prepare(resume=resume, force=force)
+    if world > 1:
+        dist.barrier()
+    lock = run_dir.lock() if rank == 0 else nullcontext()
+    with lock:
+        data = data or load_dataset(cfg.data.dataset, cfg.data.data_dir, log=say, progress=not quiet)
+        device = dist_device or pick_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        data_gen = torch.Generator().manual_seed(cfg.train.seed)
+        model = create_model(cfg.model).to(device)
+        if world > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        optimizer = make_optimizer(model, cfg.train.lr, device)
+        state = TrainState()
+        if resume:
+            tensors, meta = load_checkpoint(run_dir.checkpoint)
+            state = restore_state(tensors, meta, model, optimizer, data_gen)
+            if state.epoch >= cfg.train.epochs:
+                say(f"aelab: {run_dir.path} already has {state.epoch} epochs; pass --epochs N to extend it")
+            else:
+                say(f"aelab: resuming {run_dir.path} at epoch {state.epoch + 1}, step {state.epoch_step}")
+        elif rank == 0:
+            run_dir.write_json(run_dir.config, {
+                "config": cfg.to_dict(), "data": data.info(),
+                "versions": {"aelab": __version__, "torch": torch.__version__}})
+        if rank == 0:
+            run_dir.write_metrics(state.metrics)  # drops any epoch logged after the checkpoint
+
+        train_u8 = data.train_images.to(device)
+        valid_u8 = data.test_images.to(device)
+        shown = data.test_images[:25]  # the tutorial's first validation batch, 25 images
+        loss_fn = model.loss
+        if world > 1:
+            ddp = nn.parallel.DistributedDataParallel(_LossModule(model))
+            loss_fn = ddp
+        if cfg.train.compile:
+            loss_fn = torch.compile(loss_fn)
+        writer = _tensorboard(run_dir, cfg) if rank == 0 else None
+
+        def on_epoch_end(record: dict, state: TrainState) -> None:
+            if rank != 0:
+                return
+            run_dir.write_metrics(state.metrics)
+            recon = _reconstruct(model, shown.to(device))
+            save_figure(reconstruction_figure(shown.float().numpy() / 255, recon.numpy(),
+                                              f"epoch {record['epoch']}"),
+                        run_dir.figures / f"epoch_{record['epoch']:03d}.png")
+            if writer is not None:
+                writer.add_scalar("loss/train", record["train_loss"], record["epoch"])
+                writer.add_scalar("loss/valid", record["valid_loss"], record["epoch"])
+                writer.add_scalar("lr", record["lr"], record["epoch"])
+                writer.add_image("reconstruction", recon.reshape(-1, 1, 28, 28)[:25].repeat(1, 3, 1, 1)
+                                 .permute(1, 0, 2, 3).reshape(3, 25 * 28, 28), record["epoch"])
+                writer.flush()
+            if not quiet:
+                say(f"epoch {record['epoch']:3d}/{cfg.train.epochs}  train {record['train_loss']:.5f}  "
+                    f"valid {record['valid_loss']:.5f}  valid mse {record['valid_mse']:.5f}  "
+                    f"{record['seconds']:.1f} s")
+
+        def checkpoint(state: TrainState) -> None:
+            if rank == 0:
+                tensors, meta = capture_state(model, optimizer, state, data_gen)
+                save_checkpoint(run_dir.checkpoint, tensors, meta)
+
+        try:
+            state = fit(cfg, model, optimizer, train_u8, valid_u8, state, data_gen,
+                        save_checkpoint=checkpoint, on_epoch_end=on_epoch_end, loss_fn=loss_fn,
+                        progress=not quiet and sys.stderr.isatty())
+        finally:
+            if writer is not None:
+                writer.close()
+            if rank == 0 and state.metrics:
+                save_figure(loss_figure(state.metrics, f"{cfg.preset}: loss per epoch"),
+                            run_dir.figures / "loss.png")
+        if rank == 0:
+            run_dir.write_weights(model)
+            recon = _reconstruct(model, shown.to(device))
+            save_figure(grid_figure(shown.float().numpy() / 255, "validation input"),
+                        run_dir.figures / "result_input.png")
+            save_figure(grid_figure(recon.numpy(), "autoencoder output"),
+                        run_dir.figures / "result_output.png")
+            last = state.metrics[-1]
+            say(f"aelab: finished {run_dir.path}: {state.epoch} epochs, valid loss "
+                f"{last['valid_loss']:.5f}, valid mse {last['valid_mse']:.5f}")
+    if world > 1:
+        dist.barrier()
+    return load_run(run_dir.path, device="cpu")
+
+
+def _tensorboard(run_dir: RunDir, cfg: Config):  # -> SummaryWriter | None
+    if not cfg.train.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise AelabError("--tensorboard needs the tensorboard package: "
+                         "pip install 'aelab[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(run_dir.path / "tensorboard"))

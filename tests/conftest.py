@@ -1,0 +1,38 @@
+"""Shared fixtures: the real MNIST files from ../shared and small slices of them for quick runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-subset"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    assert SHARED_MNIST.is_dir(), f"the shared MNIST files are missing at {SHARED_MNIST}"
+    return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from aelab.data import load_dataset
+
+    return load_dataset("mnist", data_dir=mnist_dir, log=lambda line: None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist):
+    """3,000 real training and 1,000 real test images: a run of a few epochs takes seconds."""
+    return dataclasses.replace(
+        mnist, train_images=mnist.train_images[:3000], train_labels=mnist.train_labels[:3000],
+        test_images=mnist.test_images[:1000], test_labels=mnist.test_labels[:1000])
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    """Tests never touch the network or the user's cache."""
+    monkeypatch.setenv("AELAB_OFFLINE", "1")
+    monkeypatch.setenv("AELAB_CACHE", str(tmp_path_factory.getbasetemp() / "aelab-cache"))

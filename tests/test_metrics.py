@@ -1,0 +1,143 @@
+"""Tests for aelab.metrics on the real MNIST subset (12,000 train, 10,000 official test)."""
+
+import gzip
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from aelab.errors import AelabError
+from aelab.metrics import (
+    frechet_distance,
+    load_or_train_classifier,
+    pca_baseline,
+    reconstruction_metrics,
+    sample_scores,
+)
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-subset"
+
+
+def read_idx(path):
+    """Read a gzipped IDX file into a torch tensor (big-endian dims, uint8 data)."""
+    raw = gzip.open(path).read()
+    ndim = raw[3]
+    shape = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
+    return torch.from_numpy(np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy())
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return SimpleNamespace(
+        name="mnist-subset",
+        train_images=read_idx(MNIST / "train-images-idx3-ubyte.gz"),
+        train_labels=read_idx(MNIST / "train-labels-idx1-ubyte.gz").long(),
+        test_images=read_idx(MNIST / "t10k-images-idx3-ubyte.gz"),
+        test_labels=read_idx(MNIST / "t10k-labels-idx1-ubyte.gz").long(),
+    )
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def classifier(mnist, cache_dir):
+    return load_or_train_classifier(mnist, cache_dir)  # (model, test accuracy)
+
+
+@pytest.fixture(scope="module")
+def test_floats(mnist):
+    return mnist.test_images.float() / 255  # (10000, 28, 28) in [0, 1]
+
+
+def uniform_noise(n, seed=0):
+    return torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_classifier_accuracy_and_cache(mnist, cache_dir, classifier):
+    model, accuracy = classifier
+    assert accuracy >= 0.97
+    (weights,) = (cache_dir / "classifiers").glob("mnist-subset-*.safetensors")
+    assert len(weights.stem.split("-")[-1]) == 12
+    info = json.loads(weights.with_suffix(".json").read_text())
+    assert info["test_accuracy"] == accuracy
+    cached, cached_accuracy = load_or_train_classifier(mnist, cache_dir)  # a load, not a retrain
+    assert cached_accuracy == accuracy
+    x = mnist.test_images[:100].float() / 255
+    torch.testing.assert_close(cached(x), model(x))
+
+
+def test_corrupt_cache_is_retrained(mnist, tmp_path):
+    small = SimpleNamespace(name="tiny", train_images=mnist.train_images[:256],
+                            train_labels=mnist.train_labels[:256],
+                            test_images=mnist.test_images[:100], test_labels=mnist.test_labels[:100])
+    load_or_train_classifier(small, tmp_path, epochs=1)
+    (weights,) = (tmp_path / "classifiers").glob("tiny-*.safetensors")
+    weights.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="retraining"):
+        model, accuracy = load_or_train_classifier(small, tmp_path, epochs=1)
+    assert 0 <= accuracy <= 1 and model(torch.zeros(2, 28, 28)).shape == (2, 10)
+    assert weights.stat().st_size > 1000  # rewritten
+
+
+def test_fid_real_vs_real_noise_and_itself(test_floats, classifier):
+    model, _ = classifier
+    a, b = test_floats[:5000], test_floats[5000:]
+    real_vs_real = frechet_distance(a, b, model)
+    real_vs_noise = frechet_distance(a, uniform_noise(5000), model)
+    assert 0 < real_vs_real < 2.0
+    assert real_vs_noise > 100 * real_vs_real
+    assert abs(frechet_distance(a, a, model)) < 1e-2
+
+
+def test_reconstruction_metrics_identical_and_noisy(test_floats):
+    x = test_floats[:500]
+    same = reconstruction_metrics(x, x.clone())
+    assert same["mse"] == 0 and same["ssim"] == pytest.approx(1.0, abs=1e-4) and same["psnr"] > 60
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    scores = reconstruction_metrics(x.reshape(500, 784), noisy.reshape(500, 784), batch_size=64)
+    assert scores["ssim"] < 0.8 and 0.01 < scores["mse"] < 0.05
+    assert scores["psnr"] == pytest.approx(10 * np.log10(1 / scores["mse"]), rel=1e-3)
+
+
+def test_reconstruction_metrics_reject_bad_input(test_floats):
+    x = test_floats[:10]
+    with pytest.raises(AelabError, match=r"\[0, 1\]"):
+        reconstruction_metrics(x, x * 255)
+    with pytest.raises(AelabError, match="differ"):
+        reconstruction_metrics(x, x[:5])
+    with pytest.raises(AelabError, match="dtype torch.int64"):
+        reconstruction_metrics(x, x.long())
+
+
+def test_sample_scores_real_digits_vs_noise(mnist, test_floats, classifier):
+    model, _ = classifier
+    real = sample_scores(test_floats[:2000], model, mnist.train_images)
+    assert real["confident_share"] > 0.9 and real["classes_present"] == 10
+    assert sum(real["class_histogram"]) == 2000
+    assert 3 < real["nn_train_distance_median"] < 10  # test digits are new, not copies
+    noise = sample_scores(uniform_noise(2000), model, mnist.train_images)
+    assert noise["confident_share"] < 0.5 * real["confident_share"]
+    assert noise["nn_train_distance_mean"] > 2 * real["nn_train_distance_mean"]
+
+
+def test_nn_distance_of_training_images_is_zero(mnist, classifier):
+    model, _ = classifier
+    scores = sample_scores(mnist.train_images[:300].float() / 255, model, mnist.train_images)
+    assert scores["nn_train_distance_mean"] == 0 and scores["nn_train_distance_median"] == 0
+
+
+def test_pca_baseline(mnist, test_floats):
+    result = pca_baseline(mnist.train_images, test_floats[:2000], n_components=128, seed=0)
+    assert result["metrics"]["mse"] < 0.008 and result["metrics"]["ssim"] > 0.8
+    assert result["reconstructions"].shape == (2000, 28, 28)
+    samples = result["sample"](64, seed=0)
+    assert samples.shape == (64, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+    torch.testing.assert_close(samples, result["sample"](64, seed=0))
+    with pytest.raises(AelabError, match="n_components=0"):
+        pca_baseline(mnist.train_images, test_floats[:10], n_components=0, seed=0)

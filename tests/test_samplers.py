@@ -1,0 +1,156 @@
+"""Tests for aelab.samplers on synthetic Gaussians and ReLU codes made from real MNIST digits."""
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aelab.errors import AelabError, RunError
+from aelab.samplers import (
+    GaussianSampler,
+    GMMSampler,
+    NormalSampler,
+    create_sampler,
+    list_samplers,
+    load_sampler,
+    select_n_components,
+)
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-subset"
+
+
+def read_idx(path):
+    """Read a gzipped IDX file into a numpy array (big-endian dims, uint8 data)."""
+    raw = gzip.open(path).read()
+    ndim = raw[3]
+    shape = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def relu_codes():
+    """ReLU codes (2000, 40) of real digits: 30% dead dims (12), a duplicated column, a constant."""
+    images = read_idx(MNIST / "train-images-idx3-ubyte.gz")[:2000].reshape(2000, -1) / 255.0
+    rng = np.random.default_rng(0)
+    codes = np.maximum(images @ rng.standard_normal((784, 40)) / 10 - 1, 0)
+    codes[:, :11] = 0.0  # dead ReLU units
+    codes[:, 11] = 0.5  # a constant unit
+    codes[:, 12] = codes[:, 13]  # duplicated column: singular covariance
+    return codes.astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior"])
+def test_sample_shape_dtype_and_seed(relu_codes, name):
+    kwargs = {"n_components": 3} if name == "gmm" else {}
+    sampler = create_sampler(name, **kwargs).fit(relu_codes)
+    a = sampler.sample(50, seed=1)
+    assert a.shape == (50, 40) and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, sampler.sample(50, seed=1))
+    assert not np.array_equal(a, sampler.sample(50, seed=2))
+
+
+def test_normal_is_standard_normal(relu_codes):
+    samples = NormalSampler().fit(relu_codes).sample(20000, seed=0)
+    assert abs(samples.mean()) < 0.01 and abs(samples.std() - 1) < 0.01
+    assert samples.min() < 0  # the tutorial's sampler ignores where the codes live
+
+
+def test_gaussian_recovers_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    mean = np.array([1.0, -2.0, 0.5])
+    cov = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]])
+    codes = rng.multivariate_normal(mean, cov, size=20000).astype(np.float32)
+    sampler = GaussianSampler(clip="none").fit(codes)
+    np.testing.assert_allclose(sampler.mean_, mean, atol=0.03)
+    np.testing.assert_allclose(sampler.covariance_, cov, atol=0.05)
+    samples = sampler.sample(20000, seed=3)
+    np.testing.assert_allclose(samples.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(np.cov(samples, rowvar=False), cov, atol=0.08)
+
+
+def test_gmm_survives_dead_and_duplicated_dims(relu_codes):
+    sampler = GMMSampler(n_components=5, random_state=0).fit(relu_codes)
+    np.testing.assert_array_equal(sampler.active_dims_, np.arange(12, 40))
+    assert sampler.means_.shape == (5, 40) and sampler.covariances_.shape == (5, 40, 40)
+    np.testing.assert_allclose(sampler.weights_.sum(), 1.0)
+    samples = sampler.sample(500, seed=0)
+    assert (samples[:, :11] == 0).all() and (samples[:, 11] == 0.5).all()
+    # the density is fitted: sample means track the code means on the active dims
+    np.testing.assert_allclose(samples[:, 12:].mean(0), relu_codes[:, 12:].mean(0), atol=0.15)
+
+
+@pytest.mark.parametrize("sampler", [GaussianSampler(), GMMSampler(n_components=5)])
+def test_clip_observed_keeps_relu_codes_non_negative(relu_codes, sampler):
+    assert (sampler.fit(relu_codes).sample(2000, seed=0) >= 0).all()
+    sampler.clip = "none"
+    assert (sampler.sample(2000, seed=0) < 0).any()  # so the clip test above can fail
+
+
+def test_select_n_components_prefers_the_true_count():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8, size=(5, 4))
+    codes = np.concatenate([c + rng.standard_normal((300, 4)) for c in centres])
+    assert select_n_components(codes, candidates=(1, 2, 5), random_state=0) == 5
+    assert GMMSampler(n_components="auto").fit(codes).n_components_ in (5, 10)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "many", True])
+def test_bad_n_components_names_the_value(bad):
+    with pytest.raises(AelabError, match=re.escape(f"n_components={bad!r}")):
+        GMMSampler(n_components=bad)
+
+
+def test_n_components_larger_than_codes(relu_codes):
+    with pytest.raises(AelabError, match="n_components=3000"):
+        GMMSampler(n_components=3000).fit(relu_codes)
+
+
+@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior"])
+def test_save_load_round_trip(tmp_path, relu_codes, name):
+    kwargs = {"n_components": 4, "random_state": 1} if name == "gmm" else {}
+    sampler = create_sampler(name, **kwargs).fit(relu_codes)
+    sampler.save(tmp_path / "s.safetensors")
+    loaded = load_sampler(tmp_path / "s.safetensors")
+    assert type(loaded) is type(sampler) and loaded.get_config() == sampler.get_config()
+    np.testing.assert_array_equal(loaded.sample(100, seed=7), sampler.sample(100, seed=7))
+
+
+def test_corrupt_or_mismatched_file_is_run_error(tmp_path, relu_codes):
+    path = tmp_path / "s.safetensors"
+    GMMSampler(n_components=2).fit(relu_codes).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunError, match="cannot read sampler file"):
+        load_sampler(path)
+    path.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(RunError):
+        load_sampler(path)
+    with pytest.raises(RunError):
+        load_sampler(tmp_path / "missing.safetensors")
+    from safetensors.numpy import save_file
+    save_file({"x": np.zeros(3)}, str(path), metadata={"format": "something-else"})
+    with pytest.raises(RunError, match="not an aelab sampler file"):
+        load_sampler(path)
+
+
+def test_registry_and_unknown_names():
+    assert list_samplers() == ["normal", "gaussian", "gmm", "prior"]
+    with pytest.raises(AelabError, match="unknown sampler 'x'; choose from normal, gaussian, gmm, prior"):
+        create_sampler("x")
+    with pytest.raises(AelabError, match="n_components"):
+        create_sampler("gaussian", n_components=3)
+    with pytest.raises(AelabError, match="clip='maybe'"):
+        create_sampler("gmm", clip="maybe")
+
+
+def test_bad_codes_and_unfitted_use():
+    with pytest.raises(AelabError, match=r"\(5,\)"):
+        GaussianSampler().fit(np.zeros(5))
+    with pytest.raises(AelabError, match="NaN"):
+        GaussianSampler().fit(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(AelabError, match="not fitted"):
+        GMMSampler().sample(3, seed=0)
+    with pytest.raises(AelabError, match="n=0"):
+        NormalSampler().fit(np.eye(3)).sample(0, seed=0)
