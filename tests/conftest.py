@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see aelab/__init__.py
 
 import pytest
 

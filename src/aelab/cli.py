@@ -116,12 +116,77 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="why N(0, I) noise through the decoder gives no digits, "
+                       "measured: RUN_DIR/explain/")
+    p.add_argument("run_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .evaluate import explain_run
+
+    path = explain_run(args.run_dir, seed=args.seed, device=args.device)
+    print(f"aelab: wrote {path}")
+    print(path.read_text().split("\n\n")[1] if path.is_file() else "")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="reconstruction and sample metrics: RUN_DIR/evaluation.json")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=_positive(int), default=5000, help="samples per sampler (default 5000)")
+    p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run, format_table
+
+    samplers = args.samplers.split(",") if args.samplers else None
+    result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device)
+    print(format_table(result))
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained page: RUN_DIR/report.html")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"aelab: wrote {write_report(args.run_dir)}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export encoder and decoder to ONNX")
+    p.add_argument("run_dir")
+    p.add_argument("--onnx", required=True, metavar="DIR", help="folder for encoder.onnx and decoder.onnx")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    paths = export_onnx(args.run_dir, args.onnx)
+    print("aelab: wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aelab", description="Autoencoders on MNIST-like data: "
                                      "reproduce, explain, sample, measure.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(sub)
-    _add_sample(sub)
+    for add in (_add_train, _add_sample, _add_explain, _add_evaluate, _add_report, _add_export):
+        add(sub)
     return parser
 
 

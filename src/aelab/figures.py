@@ -41,7 +41,7 @@ def grid_figure(images: np.ndarray, title: str = "", nrow: int | None = None) ->
     """One grid of images with a title."""
     n = len(images)
     nrow = nrow or int(np.ceil(np.sqrt(n)))
-    side = max(3.0, 0.35 * nrow)
+    side = max(3.0, 0.5 * nrow)
     fig = Figure(figsize=(side, side * np.ceil(n / nrow) / nrow + 0.4))
     _show(fig.add_subplot(), images, title, nrow)
     fig.tight_layout()

@@ -1,22 +1,89 @@
-"""Draw latent codes for a run: fit a sampler on the run's training codes once, then reuse it."""
+"""Latent codes for a run: fit a sampler on the run's training codes once, save it, reuse it.
+
+    codes = sample_codes(run, "gmm", n=64, seed=0)   # (64, latent_dim) float32 tensor
+    images = run.decode(codes)
+
+Fitted samplers live in `RUN_DIR/samplers/<name>.safetensors` (no pickle) and are refitted
+only when missing or fitted with other parameters.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .errors import AelabError
+from .data import ImageData, load_dataset
+from .errors import AelabError, RunError
+from .samplers import create_sampler, list_samplers, load_sampler
 
-__all__ = ["list_samplers", "sample_codes"]
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["list_samplers", "applicable_samplers", "run_data", "training_codes", "fitted_sampler",
+           "sample_codes"]
+
+NEEDS_FIT = ("gaussian", "gmm")
 
 
-def list_samplers() -> list[str]:
-    return ["normal"]
+def applicable_samplers(run: Run) -> list[str]:
+    """Samplers that make sense for this run: `prior` for a VAE, the tutorial's `normal` for an AE."""
+    first = "prior" if run.config.model.kind == "vae" else "normal"
+    return [first, "gaussian", "gmm"]
 
 
-def sample_codes(run, name: str, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
-    """Codes (n, latent_dim) from sampler `name` for `run`."""
-    if name != "normal":
-        raise AelabError(f"unknown sampler {name!r}; choose from {', '.join(list_samplers())}")
-    rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.standard_normal((n, run.latent_dim)).astype(np.float32))
+def run_data(run: Run, log=lambda line: print(line, file=sys.stderr)) -> ImageData:
+    """The dataset the run was trained on, checked against the checksums saved with the run."""
+    cfg = run.config.data
+    data = load_dataset(cfg.dataset, cfg.data_dir, log=log, progress=False)
+    saved = run.data_info.get("files")
+    if saved and saved != data.files:
+        log(f"aelab: warning: the {cfg.dataset} files found now differ from those {run.path} "
+            f"was trained on ({run.data_info.get('source')})")
+    n_saved = run.data_info.get("n_train")
+    if n_saved and n_saved < len(data.train_images):  # e.g. a run trained on a slice in tests
+        data = dataclasses.replace(data, train_images=data.train_images[:n_saved],
+                                   train_labels=data.train_labels[:n_saved])
+    return data
+
+
+def training_codes(run: Run, data: ImageData | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (n_train, latent_dim) float32 of the run's training images, and their labels."""
+    data = data or run_data(run)
+    return run.encode(data.train_images).numpy(), data.train_labels.numpy()
+
+
+def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs: Any):
+    """The sampler `name` fitted on the run's training codes, loaded from the run folder if saved."""
+    if name == "prior" and run.config.model.kind != "vae":
+        raise AelabError("the prior sampler applies to VAE runs only; an autoencoder has no prior "
+                         "(use gaussian or gmm)")
+    sampler = create_sampler(name, **kwargs)
+    if name not in NEEDS_FIT:
+        return sampler.fit(np.zeros((2, run.latent_dim), dtype=np.float32))
+    path = run.path / "samplers" / f"{name}.safetensors"
+    if path.is_file():
+        try:
+            saved = load_sampler(path)
+            if saved.get_config() == sampler.get_config():
+                return saved
+        except RunError as e:
+            print(f"aelab: refitting {name}: {e}", file=sys.stderr)
+    sampler.fit(training_codes(run, data)[0])
+    try:
+        path.parent.mkdir(exist_ok=True)
+        sampler.save(path)
+    except OSError as e:
+        print(f"aelab: warning: could not save the fitted sampler to {path} ({e.strerror})",
+              file=sys.stderr)
+    return sampler
+
+
+def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+    """Codes (n, latent_dim) float32 drawn by sampler `name` for `run`."""
+    sampler = fitted_sampler(run, name, data, **kwargs)
+    return torch.from_numpy(np.ascontiguousarray(sampler.sample(n, seed), dtype=np.float32))

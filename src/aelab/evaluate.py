@@ -1,0 +1,127 @@
+"""`aelab evaluate` and `aelab explain`: measure a run and explain its latent space.
+
+    aelab evaluate runs/seed     # evaluation.json + a printed table
+    aelab explain runs/seed      # runs/seed/explain/explain.md + figures
+
+Every number is computed here from the run's weights and its dataset; nothing is copied in.
+Sample quality is scored with a small CNN digit classifier trained on the same dataset's
+training split (see `aelab.metrics`): a Frechet distance on its features ("FID" below, not
+Inception's), the share of samples it labels with confidence > 0.9, the classes present, and
+each sample's distance to its nearest training image (a memorisation check).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .explain import write_explain
+from .figures import grid_figure, interpolation_figure, save_figure
+from .metrics import (frechet_distance, load_or_train_classifier, pca_baseline, reconstruction_metrics,
+                      sample_scores)
+from .run import Run, RunDir, load_run
+from .sampling import applicable_samplers, run_data, sample_codes
+
+__all__ = ["evaluate_run", "explain_run", "interpolate", "format_table"]
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def interpolate(run: Run, a: torch.Tensor, b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Images (n_pairs, steps, 28, 28) decoded along straight lines between the codes of a and b."""
+    za, zb = run.encode(a), run.encode(b)                      # (n_pairs, latent_dim) each
+    t = torch.linspace(0, 1, steps).reshape(1, steps, 1)
+    path = za[:, None] * (1 - t) + zb[:, None] * t             # (n_pairs, steps, latent_dim)
+    return run.decode(path.reshape(-1, run.latent_dim)).reshape(len(a), steps, 28, 28)
+
+
+def _score(name: str, images: torch.Tensor, real: torch.Tensor, classifier, train: torch.Tensor) -> dict:
+    started = time.perf_counter()
+    row = {"fid": frechet_distance(real, images, classifier), **sample_scores(images, classifier, train)}
+    row.pop("class_histogram")
+    row["n"] = len(images)
+    _log(f"  {name:<28} FID {row['fid']:8.2f}  confident {row['confident_share']:.3f}  "
+         f"classes {row['classes_present']:2d}  ({time.perf_counter() - started:.0f} s)")
+    return row
+
+
+def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None = None, seed: int = 0,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Reconstruction and sample metrics for a run, its PCA baseline and its ceilings.
+
+    Writes `RUN_DIR/evaluation.json`, sample grids `RUN_DIR/samples/<sampler>.png` and
+    `RUN_DIR/figures/interpolation.png`; returns the same dict as the JSON.
+    """
+    run = load_run(run_dir, device=device)
+    data = run_data(run)
+    classifier, accuracy = load_or_train_classifier(data)
+    _log(f"aelab: digit classifier test accuracy {accuracy:.4f}")
+    train_u8, valid_u8 = data.train_images, data.test_images
+    valid = valid_u8.float() / 255
+    n = min(n, len(train_u8))
+
+    recon = run.reconstruct(valid_u8)
+    pca = pca_baseline(train_u8, valid_u8, run.latent_dim, seed)
+    result: dict[str, Any] = {
+        "run": str(run.path), "dataset": run.data_info.get("name"), "source": run.data_info.get("source"),
+        "n_samples": n, "seed": seed, "classifier_test_accuracy": accuracy,
+        "reconstruction": {"model": reconstruction_metrics(valid, recon),
+                           f"pca-{run.latent_dim}": pca["metrics"]},
+        "samples": {},
+    }
+    _log(f"aelab: scoring {n} images per row against the {len(valid)} validation images")
+    rows = result["samples"]
+    pick = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(seed))[:n]
+    rows["real training images"] = _score("real training images", train_u8[pick].float() / 255,
+                                          valid, classifier, train_u8)
+    rows["decoded training codes"] = _score("decoded training codes", run.reconstruct(train_u8[pick]),
+                                            valid, classifier, train_u8)
+    for name in samplers or applicable_samplers(run):
+        images = run.decode(sample_codes(run, name, n, seed, data=data))
+        rows[f"sampler {name}"] = _score(f"sampler {name}", images, valid, classifier, train_u8)
+        save_figure(grid_figure(images[:100].numpy(), f"{name} sampler", 10),
+                    run.path / "samples" / f"{name}.png")
+    pca_images = pca["sample"](n, seed)
+    rows[f"pca-{run.latent_dim} gaussian"] = _score(f"pca-{run.latent_dim} gaussian", pca_images,
+                                                    valid, classifier, train_u8)
+
+    pairs = interpolate(run, valid_u8[0:8:2], valid_u8[1:9:2])
+    save_figure(interpolation_figure(pairs.numpy(), "straight lines in code space between validation digits"),
+                run.path / "figures" / "interpolation.png")
+    RunDir(run.path).write_json(run.path / "evaluation.json", result)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The evaluation as two markdown tables: reconstruction, then samples."""
+    lines = ["| reconstruction (validation) | MSE | PSNR (dB) | SSIM |", "|---|---:|---:|---:|"]
+    for name, m in result["reconstruction"].items():
+        lines.append(f"| {name} | {m['mse']:.5f} | {m['psnr']:.2f} | {m['ssim']:.4f} |")
+    lines += ["", f"| images (n={result['n_samples']}) | FID (classifier features) | confident > 0.9 "
+              "| classes | NN distance to train (median) |", "|---|---:|---:|---:|---:|"]
+    for name, r in result["samples"].items():
+        lines.append(f"| {name} | {r['fid']:.2f} | {r['confident_share']:.3f} | {r['classes_present']} "
+                     f"| {r['nn_train_distance_median']:.2f} |")
+    lines.append(f"\nclassifier test accuracy {result['classifier_test_accuracy']:.4f}; FID against the "
+                 f"validation images; dataset {result['dataset']} ({result['source']})")
+    return "\n".join(lines)
+
+
+def explain_run(run_dir: str | Path, seed: int = 0, device: str = "cpu") -> Path:
+    """Measure why N(0, I) codes decode to no digits; write `RUN_DIR/explain/` and return explain.md."""
+    run = load_run(run_dir, device=device)
+    data = run_data(run)
+    train_codes = run.encode(data.train_images).numpy()
+    valid_codes = run.encode(data.test_images).numpy()
+    noise = np.random.default_rng(seed).standard_normal(valid_codes.shape).astype(np.float32)
+    return write_explain(run.path / "explain", train_codes, data.train_labels.numpy(), valid_codes, noise,
+                         decoded_noise_images=run.decode(noise[:32]).numpy(),
+                         decoded_real_images=run.decode(valid_codes[:32]).numpy())
+
