@@ -14,12 +14,15 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
 from .config import Config, get_preset, list_presets, resolve_config  # noqa: E402
 from .models import create_model  # noqa: E402
 from .run import Run, load_run  # noqa: E402
 
 
-def train(config: Config, out=None, **kwargs) -> Run:
+def train(config: Config, out: str | Path | None = None, **kwargs: Any) -> Run:
     """Train `config` into run folder `out`; see `aelab.training.train`."""
     from .training import train as _train
 

@@ -40,6 +40,7 @@ class ModelConfig:
     kind: str = "ae"                # "ae" (the tutorial's) or "vae"
     image_dim: int = 784            # 28 * 28 pixels
     latent_dim: int = 128           # h: encoder widths are 4h, 2h, h
+    width_dim: int | None = None    # h of the hidden widths 4h, 2h when it differs from latent_dim
     output_activation: str = "relu"  # "relu" (2nd try), "none" (1st try), "sigmoid"
     beta: float = 1.0               # VAE only: weight of the KL term
 
@@ -80,6 +81,7 @@ class Config:
             choice("device", t.device, DEVICES),
             choice("precision", t.precision, PRECISIONS),
             (m.latent_dim >= 1, f"latent_dim={m.latent_dim!r} must be at least 1"),
+            (m.width_dim is None or m.width_dim >= 1, f"width_dim={m.width_dim!r} must be at least 1"),
             (m.image_dim == 784, f"image_dim={m.image_dim!r}: aelab's datasets are 28x28 = 784"),
             (m.beta >= 0, f"beta={m.beta!r} must be >= 0"),
             (t.epochs >= 1, f"epochs={t.epochs!r} must be at least 1"),

@@ -31,32 +31,45 @@ def dense(num_in: int, num_out: int, activation: str = "relu") -> nn.Sequential:
     return nn.Sequential(nn.Linear(num_in, num_out), nn.BatchNorm1d(num_out), _activation(activation))
 
 
-def encoder(image_dim: int, h: int) -> nn.Sequential:
-    """Image (n, image_dim) -> code (n, h) through widths 4h, 2h, h; the code passes a ReLU."""
-    return nn.Sequential(dense(image_dim, 4 * h), dense(4 * h, 2 * h), dense(2 * h, h))
+def encoder(image_dim: int, h: int, width: int | None = None) -> nn.Sequential:
+    """Image (n, image_dim) -> code (n, h) through widths 4w, 2w (w = width or h); the code passes a ReLU."""
+    w = width or h
+    return nn.Sequential(dense(image_dim, 4 * w), dense(4 * w, 2 * w), dense(2 * w, h))
 
 
-def decoder(h: int, image_dim: int, output_activation: str = "relu",
-            output_norm: bool = True) -> nn.Sequential:
-    """Code (n, h) -> image (n, image_dim) through widths 2h, 4h; last block's activation is configurable.
+def decoder(h: int, image_dim: int, output_activation: str = "relu", output_norm: bool = True,
+            width: int | None = None) -> nn.Sequential:
+    """Code (n, h) -> image (n, image_dim) through widths 2w, 4w (w = width or h).
 
-    `output_norm=False` drops the BatchNorm of the last block (the VAE's choice, see `VAE`).
+    The last block's activation is configurable; `output_norm=False` drops its BatchNorm (the
+    VAE's choice, see `VAE`).
     """
-    last = (dense(4 * h, image_dim, output_activation) if output_norm
-            else nn.Sequential(nn.Linear(4 * h, image_dim), _activation(output_activation)))
-    return nn.Sequential(dense(h, 2 * h), dense(2 * h, 4 * h), last)
+    w = width or h
+    last = (dense(4 * w, image_dim, output_activation) if output_norm
+            else nn.Sequential(nn.Linear(4 * w, image_dim), _activation(output_activation)))
+    return nn.Sequential(dense(h, 2 * w), dense(2 * w, 4 * w), last)
 
 
 class Autoencoder(nn.Module):
     """The tutorial's network (its `Net`), trained with per-pixel MSE."""
 
-    def __init__(self, image_dim: int = 784, latent_dim: int = 128, output_activation: str = "relu"):
+    def __init__(self, image_dim: int = 784, latent_dim: int = 128, output_activation: str = "relu",
+                 width_dim: int | None = None):
         super().__init__()
-        self.encoder = encoder(image_dim, latent_dim)
-        self.decoder = decoder(latent_dim, image_dim, output_activation)
+        self.encoder = encoder(image_dim, latent_dim, width_dim)
+        self.decoder = decoder(latent_dim, image_dim, output_activation, width=width_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(torch.flatten(x, start_dim=1))
+
+    def encode_preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """The code before the encoder's final ReLU, (n, h): dense, roughly Gaussian, any sign.
+
+        `encode(x) == relu(encode_preactivation(x))`. Samplers fit densities here and pass their
+        draws through the same ReLU, so sampled codes share the real codes' zeros exactly.
+        """
+        h = self.encoder[:-1](torch.flatten(x, start_dim=1))
+        return self.encoder[-1][:-1](h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -81,13 +94,13 @@ class VAE(nn.Module):
     """
 
     def __init__(self, image_dim: int = 784, latent_dim: int = 128, output_activation: str = "sigmoid",
-                 beta: float = 1.0):
+                 beta: float = 1.0, width_dim: int | None = None):
         super().__init__()
-        h = latent_dim
+        w = width_dim or latent_dim
         self.beta = beta
-        self.encoder = nn.Sequential(dense(image_dim, 4 * h), dense(4 * h, 2 * h))
-        self.to_moments = nn.Linear(2 * h, 2 * h)  # -> (mean, log-variance), each (n, h)
-        self.decoder = decoder(latent_dim, image_dim, output_activation, output_norm=False)
+        self.encoder = nn.Sequential(dense(image_dim, 4 * w), dense(4 * w, 2 * w))
+        self.to_moments = nn.Linear(2 * w, 2 * latent_dim)  # -> (mean, log-variance), each (n, h)
+        self.decoder = decoder(latent_dim, image_dim, output_activation, output_norm=False, width=width_dim)
         self.output_activation = output_activation
 
     def encode_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,5 +143,5 @@ class VAE(nn.Module):
 def create_model(cfg: ModelConfig) -> nn.Module:
     """Build the model a `ModelConfig` describes."""
     if cfg.kind == "vae":
-        return VAE(cfg.image_dim, cfg.latent_dim, cfg.output_activation, cfg.beta)
-    return Autoencoder(cfg.image_dim, cfg.latent_dim, cfg.output_activation)
+        return VAE(cfg.image_dim, cfg.latent_dim, cfg.output_activation, cfg.beta, cfg.width_dim)
+    return Autoencoder(cfg.image_dim, cfg.latent_dim, cfg.output_activation, cfg.width_dim)

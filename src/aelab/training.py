@@ -9,7 +9,6 @@ with DistributedDataParallel and SyncBatchNorm, and only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,10 +23,12 @@ from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .data import ImageData, load_dataset
+from .distributed import init_distributed, sync_batchnorm, wrap_ddp
 from .engine import TrainState, capture_state, fit, make_optimizer, restore_state, to_float_batch
 from .errors import AelabError
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .models import create_model
+from .report import write_report
 from .run import Run, RunDir, load_run, pick_device
 
 __all__ = ["train", "default_run_dir"]
@@ -39,32 +40,6 @@ def _stderr(line: str) -> None:
 
 def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-class _LossModule(nn.Module):
-    """forward(x) = model.loss(x), so DistributedDataParallel sees the loss computation."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.model.loss(x)
-
-
-def _init_distributed(device_name: str) -> tuple[int, int, torch.device | None]:
-    """Join the process group torchrun describes; (rank, world size, device or None)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, None
-    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return dist.get_rank(), world, torch.device("cuda", local)
-    return dist.get_rank(), world, torch.device("cpu")
 
 
 @torch.no_grad()
@@ -84,7 +59,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     With `resume=True`, `out` must hold a checkpoint; training continues from it with the run's
     saved config, except `cfg.train.epochs`, which may extend a finished run.
     """
-    rank, world, dist_device = _init_distributed(cfg.train.device)
+    rank, world, dist_device = init_distributed(cfg.train.device)
     run_dir = RunDir(out or default_run_dir(cfg.preset))
     if resume:
         saved, _ = run_dir.read_config()
@@ -103,7 +78,8 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         data_gen = torch.Generator().manual_seed(cfg.train.seed)
         model = create_model(cfg.model).to(device)
         if world > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = sync_batchnorm(model, device)
+            torch.manual_seed(cfg.train.seed + rank)  # VAE noise differs across ranks
         optimizer = make_optimizer(model, cfg.train.lr, device)
         state = TrainState()
         if resume:
@@ -125,8 +101,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         shown = data.test_images[:25]  # the tutorial's first validation batch, 25 images
         loss_fn = model.loss
         if world > 1:
-            ddp = nn.parallel.DistributedDataParallel(_LossModule(model))
-            loss_fn = ddp
+            loss_fn = wrap_ddp(model, device)
         if cfg.train.compile:
             loss_fn = torch.compile(loss_fn)
         writer = _tensorboard(run_dir, cfg) if rank == 0 else None
@@ -143,8 +118,10 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                 writer.add_scalar("loss/train", record["train_loss"], record["epoch"])
                 writer.add_scalar("loss/valid", record["valid_loss"], record["epoch"])
                 writer.add_scalar("lr", record["lr"], record["epoch"])
-                writer.add_image("reconstruction", recon.reshape(-1, 1, 28, 28)[:25].repeat(1, 3, 1, 1)
-                                 .permute(1, 0, 2, 3).reshape(3, 25 * 28, 28), record["epoch"])
+                grid = torch.zeros(25, 28, 28)
+                grid[:len(recon)] = recon[:25]  # 5 x 5 digits as one (1, 140, 140) CHW picture
+                grid = grid.reshape(5, 5, 28, 28).permute(0, 2, 1, 3).reshape(1, 5 * 28, 5 * 28)
+                writer.add_image("reconstruction", grid, record["epoch"])
                 writer.flush()
             if not quiet:
                 say(f"epoch {record['epoch']:3d}/{cfg.train.epochs}  train {record['train_loss']:.5f}  "
@@ -173,6 +150,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                         run_dir.figures / "result_input.png")
             save_figure(grid_figure(recon.numpy(), "autoencoder output"),
                         run_dir.figures / "result_output.png")
+            write_report(run_dir.path)
             last = state.metrics[-1]
             say(f"aelab: finished {run_dir.path}: {state.epoch} epochs, valid loss "
                 f"{last['valid_loss']:.5f}, valid mse {last['valid_mse']:.5f}")
