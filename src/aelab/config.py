@@ -134,11 +134,15 @@ def _seed_first_try() -> Config:
     return cfg
 
 
-@register_preset("vae", "VAE with the tutorial's widths: Gaussian encoder, BCE + beta*KL, sigmoid output")
+@register_preset("vae", "VAE with the tutorial's widths: Gaussian encoder, BCE + beta*KL, sigmoid "
+                 "output, 50 epochs")
 def _vae() -> Config:
+    # 50 epochs: measured on the 12k MNIST subset, prior samples score FID 203 after 20 epochs
+    # and 157 after 50 (classifier features), while the validation loss is still falling at 20.
     cfg = Config()
     cfg.model.kind = "vae"
     cfg.model.output_activation = "sigmoid"
+    cfg.train.epochs = 50
     return cfg
 
 
