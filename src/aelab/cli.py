@@ -148,6 +148,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run, format_table
 
     samplers = args.samplers.split(",") if args.samplers else None
+    from .sampling import list_samplers
+
+    unknown = [s for s in samplers or [] if s not in list_samplers()]
+    if unknown:  # before the slow setup, so the error is the only line
+        raise AelabError(f"unknown sampler {unknown[0]!r}; choose from {', '.join(list_samplers())}")
     result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device)
     print(format_table(result))
     return 0

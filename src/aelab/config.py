@@ -11,6 +11,7 @@ saved run can always rebuild its model and resume its training.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -74,7 +75,28 @@ class Config:
             return value in options, f"{name}={value!r} must be one of {', '.join(options)}"
 
         m, t = self.model, self.train
+
+        def whole(name: str, value: Any) -> tuple[bool, str]:
+            return (isinstance(value, int) and not isinstance(value, bool),
+                    f"{name}={value!r} must be a whole number")
+
+        def number(name: str, value: Any) -> tuple[bool, str]:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            return ok, f"{name}={value!r} must be a finite number"
+
+        types = [whole("latent_dim", m.latent_dim), whole("image_dim", m.image_dim),
+                 whole("epochs", t.epochs), whole("batch_size", t.batch_size), whole("seed", t.seed),
+                 number("lr", t.lr), number("beta", m.beta),
+                 number("checkpoint_minutes", t.checkpoint_minutes)]
+        if m.width_dim is not None:
+            types.append(whole("width_dim", m.width_dim))
+        for ok, message in types:
+            if not ok:
+                raise AelabError(message)
         checks = [
+            (m.latent_dim <= 4096, f"latent_dim={m.latent_dim!r} is too large (at most 4096)"),
+            (m.width_dim is None or m.width_dim <= 4096,
+             f"width_dim={m.width_dim!r} is too large (at most 4096)"),
             choice("dataset", self.data.dataset, DATASETS),
             choice("kind", m.kind, MODEL_KINDS),
             choice("output_activation", m.output_activation, OUTPUT_ACTIVATIONS),

@@ -27,9 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, describe_mismatch
 from .config import Config, config_from_dict
-from .errors import RunError
+from .errors import DivergedError, RunError
 from .models import create_model
 
 __all__ = ["RunDir", "Run", "load_run", "pick_device"]
@@ -63,14 +63,19 @@ class RunDir:
         self.lockfile = self.path / ".lock"
 
     def prepare(self, resume: bool = False, force: bool = False) -> None:
-        """Create the folder; refuse to write into an existing run unless resuming or forced."""
+        """Create the folder; refuse to write into an existing run unless resuming or forced.
+
+        Refuses first of all when another process holds the folder's lock, so `--force` never
+        deletes the files of a run that is still training.
+        """
+        self._refuse_if_locked()
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
             return
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path} exists and is not a folder")
-        if self.path.is_dir() and any(p.name != ".lock" for p in self.path.iterdir()) and not force:
+        if self.path.is_dir() and self._holds_files() and not force:
             raise RunError(f"{self.path} already holds a run; use --resume to continue it "
                            f"or --force to overwrite it")
         try:
@@ -82,9 +87,22 @@ class RunDir:
             for p in (self.metrics, self.model, self.checkpoint):
                 p.unlink(missing_ok=True)
 
+    def _holds_files(self) -> bool:
+        """Anything beyond what a start that failed early leaves behind (`.lock`, an empty `figures/`)."""
+        for p in self.path.iterdir():
+            if p.name == ".lock" or (p == self.figures and p.is_dir() and not any(p.iterdir())):
+                continue
+            return True
+        return False
+
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold an exclusive lock so two processes never train into the same folder."""
+        """Hold an exclusive lock so two processes never train into the same folder.
+
+        The kernel drops the lock when the process ends, however it ends (SIGKILL included), so a
+        stale `.lock` file never blocks a resume. The holder's pid is written into it for the
+        message the next process shows.
+        """
         try:
             fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -93,8 +111,38 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunError(f"another process is training into {self.path}") from None
+                raise RunError(self._busy_message(fd)) from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # the pid is only for the message; the lock itself is held
             yield
+        finally:
+            os.close(fd)
+
+    def _busy_message(self, fd: int) -> str:
+        try:
+            pid = os.pread(fd, 32, 0).decode().strip()
+        except (OSError, UnicodeDecodeError):
+            pid = ""
+        holder = f" (pid {pid})" if pid.isdigit() else ""
+        return f"another process{holder} is training into {self.path}"
+
+    def _refuse_if_locked(self) -> None:
+        """Raise `RunError` if a live process holds this folder's lock; never creates anything."""
+        try:
+            fd = os.open(self.lockfile, os.O_RDONLY)
+        except OSError:
+            return  # no lock file (or unreadable): nobody is training here
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(self._busy_message(fd)) from None
+            except OSError:
+                return
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
@@ -128,7 +176,12 @@ class RunDir:
         return config_from_dict(d.get("config", {})), d.get("data", {})
 
     def write_weights(self, model: torch.nn.Module, path: Path | None = None) -> None:
+        """Atomically write the model's weights; refuses (and writes nothing) if any is NaN or inf."""
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise DivergedError(f"refusing to write {path or self.model}: {bad[0]} is non-finite; "
+                                f"try a lower --lr")
         atomic_write_bytes(path or self.model, save(state, metadata={"format": "aelab-weights-1"}))
 
 
@@ -165,11 +218,15 @@ class Run:
         return self.config.model.latent_dim
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
-        """Images (n, 28, 28) uint8 or float in [0, 1] -> codes (n, latent_dim) on the CPU."""
+    def encode(self, images: torch.Tensor | np.ndarray, batch_size: int = 2048,
+               preactivation: bool = False) -> torch.Tensor:
+        """Images (n, 28, 28) uint8 or float in [0, 1] -> codes (n, latent_dim) on the CPU.
+
+        `preactivation=True` gives an autoencoder's code before its final ReLU.
+        """
         x = _as_float_images(images)
-        out = [self.model.encode(x[i:i + batch_size].to(self.device)).float().cpu()
-               for i in range(0, len(x), batch_size)]
+        fn = self.model.encode_preactivation if preactivation else self.model.encode
+        out = [fn(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
         return torch.cat(out) if out else x.new_zeros(0, self.latent_dim)
 
     @torch.no_grad()
@@ -205,8 +262,7 @@ def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> R
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "mismatch"
-        raise RunError(f"weights in {run_dir.path} do not fit its config ({first})") from None
+        raise RunError(f"weights in {run_dir.path} do not fit its config ({describe_mismatch(e)})") from None
     dev = pick_device(device)
     model.to(dev).eval()
     return Run(run_dir.path, cfg, model, dev, data_info, run_dir.read_metrics())

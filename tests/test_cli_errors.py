@@ -1,0 +1,195 @@
+"""Every command, given wrong arguments, missing files or a missing run folder, exits non-zero with
+one line and never a traceback.
+
+What "one line" means: runtime errors (exit 1) print exactly one non-empty line on stderr,
+`aelab: error: ...`. Usage errors (exit 2) print argparse's standard pair: the command's usage
+block, then exactly one `aelab CMD: error: ...` line, which is the last line.
+
+Most cases call `aelab.cli.main` in this process (an escaping exception is what would become a
+traceback); a few run `python -m aelab` for real to show the same at the process level.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aelab.cli import main
+from aelab.config import resolve_config
+from aelab.training import train
+from helpers_reliability import write_small_idx_dir
+
+COMMANDS = ["train", "sample", "explain", "evaluate", "report", "export"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    """A finished tiny run and damaged copies of it, plus a data folder and a plain file."""
+    root = tmp_path_factory.mktemp("cli")
+    data = write_small_idx_dir(root / "data", n_train=300, n_test=100)
+    cfg = resolve_config("seed", {"epochs": 1, "latent_dim": 2, "batch_size": 32, "data_dir": str(data),
+                                  "device": "cpu"})
+    run = root / "run"
+    train(cfg, run, quiet=True, log=lambda line: None)
+    partial = root / "partial"  # killed before it finished: no model.safetensors
+    shutil.copytree(run, partial)
+    (partial / "model.safetensors").unlink()
+    bad_config = root / "bad-config"
+    shutil.copytree(run, bad_config)
+    (bad_config / "config.json").write_text("{not json")
+    bad_weights = root / "bad-weights"
+    shutil.copytree(run, bad_weights)
+    (bad_weights / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:1000])
+    float_latent = root / "float-latent"
+    shutil.copytree(run, float_latent)
+    text = (run / "config.json").read_text()
+    (float_latent / "config.json").write_text(text.replace('"latent_dim": 2,', '"latent_dim": 2.5,'))
+    assert (float_latent / "config.json").read_text() != text
+    plain_file = root / "plain-file"
+    plain_file.write_text("not a folder")
+    return {"run": run, "partial": partial, "bad-config": bad_config, "bad-weights": bad_weights,
+            "float-latent": float_latent, "data": data, "file": plain_file, "missing": root / "missing",
+            "root": root}
+
+
+def command(name: str, run_dir: Path, root: Path) -> list[str]:
+    """The command `name` pointed at `run_dir`, with the least other arguments it needs."""
+    return {"train": ["train", "--out", str(run_dir), "--resume", "--quiet"],
+            "sample": ["sample", str(run_dir), "--n", "4", "--out", str(root / "samples.png")],
+            "explain": ["explain", str(run_dir)],
+            "evaluate": ["evaluate", str(run_dir), "--n", "10"],
+            "report": ["report", str(run_dir)],
+            "export": ["export", str(run_dir), "--onnx", str(root / "onnx")]}[name]
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """(exit code, non-empty stderr lines) of `aelab ARGV`, failing on any escaping exception."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # noqa: BLE001 - this is exactly what the test looks for
+        pytest.fail(f"aelab {' '.join(argv)} would print a traceback: {type(e).__name__}: {e}")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def assert_one_error_line(argv, capsys, *words: str) -> str:
+    code, lines = run_main(argv, capsys)
+    assert code == 1, (code, lines)
+    assert len(lines) == 1 and lines[0].startswith("aelab: error: "), lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- missing or damaged run folders
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("folder, words", [
+    ("missing", "no run folder at {path}"),
+    ("data", "{path} is not a run folder (no config.json)"),
+    ("file", "no run folder at {path}"),
+    ("bad-config", "{path}/config.json is not valid JSON"),
+])
+def test_every_command_refuses_a_missing_or_broken_run_folder(folders, capsys, name, folder, words):
+    path = folders[folder]
+    assert_one_error_line(command(name, path, folders["root"]), capsys, words.format(path=path))
+
+
+@pytest.mark.parametrize("name", ["sample", "explain", "evaluate", "export"])
+@pytest.mark.parametrize("folder, words", [
+    ("partial", "no weights at {path}/model.safetensors: the run has not finished (try --resume)"),
+    ("bad-weights", "weights file {path}/model.safetensors is corrupt or truncated"),
+])
+def test_commands_that_need_weights_say_so(folders, capsys, name, folder, words):
+    path = folders[folder]
+    assert_one_error_line(command(name, path, folders["root"]), capsys, words.format(path=path))
+
+
+@pytest.mark.parametrize("name", ["train", "sample"])
+def test_a_config_with_a_float_latent_dim_is_refused(folders, capsys, name):
+    assert_one_error_line(command(name, folders["float-latent"], folders["root"]), capsys, "latent_dim")
+
+
+# ---------------------------------------------------------------- train's own errors
+
+
+def test_train_errors_are_one_line(folders, capsys, tmp_path):
+    run, data = folders["run"], folders["data"]
+    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")],
+                          capsys, f"data folder {tmp_path / 'nowhere'} does not exist")
+    assert_one_error_line(["train", "--data-dir", str(data), "--out", str(run), "--quiet"], capsys,
+                          "already holds a run; use --resume")
+    assert_one_error_line(["train", "--out", str(run), "--resume", "--force"], capsys, "contradict")
+    assert_one_error_line(["train", "--resume"], capsys, "--resume needs --out RUN_DIR")
+    assert_one_error_line(["train", "--data-dir", str(data), "--out", str(tmp_path / "b"),
+                           "--batch-size", "1"], capsys, "batch_size=1 must be at least 2")
+    assert_one_error_line(["train", "--data-dir", str(folders["file"]), "--out", str(tmp_path / "c")],
+                          capsys, "not a folder")
+    # a failed start leaves no run behind: the corrected command needs no --force
+    code, _ = run_main(["train", "--data-dir", str(data), "--out", str(tmp_path / "a"), "--epochs", "1",
+                        "--latent-dim", "2", "--batch-size", "32", "--quiet", "--device", "cpu"], capsys)
+    assert code == 0
+
+
+def test_sample_to_an_unwritable_place_is_one_line(folders, capsys):
+    assert_one_error_line(["sample", str(folders["run"]), "--n", "4", "--out",
+                           str(folders["file"] / "x.png")], capsys, "cannot write")
+
+
+def test_evaluate_refuses_an_unknown_sampler_before_any_work(folders, capsys):
+    assert_one_error_line(["evaluate", str(folders["run"]), "--samplers", "nope,normal", "--n", "10"],
+                          capsys, "unknown sampler 'nope'")
+
+
+# ---------------------------------------------------------------- usage errors (exit 2)
+
+USAGE_ERRORS = [
+    [], ["frobnicate"], ["train", "--bogus"],
+    ["train", "--epochs", "0"], ["train", "--epochs", "-3"], ["train", "--epochs", "abc"],
+    ["train", "--lr", "abc"], ["train", "--lr", "0"], ["train", "--lr", "-1"],
+    ["train", "--preset", "nope"], ["train", "--latent-dim", "0"], ["train", "--batch-size", "x"],
+    ["train", "--checkpoint-minutes", "0"], ["train", "--device", "tpu"], ["train", "--seed", "1.5"],
+    ["sample"], ["sample", "RUN", "--n", "-1"], ["sample", "RUN", "--n", "0"],
+    ["sample", "RUN", "--n", "abc"],
+    ["sample", "RUN", "--sampler", "nope"], ["sample", "RUN", "--components", "0"],
+    ["explain"], ["explain", "RUN", "--seed", "x"],
+    ["evaluate"], ["evaluate", "RUN", "--n", "0"], ["evaluate", "RUN", "--n", "-1"],
+    ["report"], ["report", "RUN", "--bogus"],
+    ["export", "RUN"], ["export"],
+]
+
+
+@pytest.mark.parametrize("argv", USAGE_ERRORS, ids=lambda argv: " ".join(argv) or "nothing")
+def test_usage_errors_exit_2_with_usage_and_one_error_line(folders, capsys, argv):
+    argv = [str(folders["run"]) if a == "RUN" else a for a in argv]
+    code, lines = run_main(argv, capsys)
+    assert code == 2, (code, lines)
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and lines[-1] == errors[0] and errors[0].startswith("aelab"), lines
+    assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), lines  # the usage block
+
+
+# ---------------------------------------------------------------- the same, as real processes
+
+
+def test_real_processes_print_no_traceback(folders):
+    """Two commands as `python -m aelab`, in parallel: exit codes and stderr as a user sees them."""
+    missing = str(folders["missing"])
+    cases = {("evaluate", missing): 1, ("train", "--epochs", "0"): 2}
+    procs = {argv: subprocess.Popen([sys.executable, "-m", "aelab", *argv], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for argv in cases}
+    for argv, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert proc.returncode == cases[argv], (argv, err)
+        assert "Traceback" not in err and ": error: " in lines[-1], (argv, err)
+        if cases[argv] == 1:
+            assert lines == [f"aelab: error: no run folder at {missing}"], lines
