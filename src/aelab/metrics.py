@@ -116,13 +116,17 @@ class DigitClassifier(nn.Module):
 def _predict(model, x, batch_size=1000):
     """Softmax probabilities (n, 10) for images x (any form ``_images`` accepts)."""
     model.eval()
-    x = _images(x)
-    return torch.cat([F.softmax(model(x[i:i + batch_size]), 1) for i in range(0, len(x), batch_size)])
+    x, device = _images(x), next(model.parameters()).device
+    return torch.cat([F.softmax(model(x[i:i + batch_size].to(device)), 1).cpu()
+                      for i in range(0, len(x), batch_size)])
 
 
-def train_classifier(train_images, train_labels, test_images, test_labels, seed=0, epochs=4,
+def train_classifier(train_images, train_labels, test_images, test_labels, seed=0, epochs=3,
                      batch_size=128):
-    """Train a ``DigitClassifier`` with Adam; about 10 s per 12k-image epoch on 2 CPU cores.
+    """Train a ``DigitClassifier`` with Adam (one-cycle schedule) on the CPU.
+
+    On the 12k MNIST subset the default 3 epochs take about 20 s of single-core CPU time and
+    reach 98.2% on the 10k test set.
 
     Parameters
     ----------
@@ -140,8 +144,8 @@ def train_classifier(train_images, train_labels, test_images, test_labels, seed=
     steps = epochs * -(-len(x) // batch_size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = DigitClassifier()
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        model = DigitClassifier().to(memory_format=torch.channels_last)  # ~40% faster on CPU
+        opt = torch.optim.Adam(model.parameters())  # lr set by the one-cycle schedule
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
         for _ in range(epochs):
             model.train()
@@ -151,11 +155,12 @@ def train_classifier(train_images, train_labels, test_images, test_labels, seed=
                 loss.backward()
                 opt.step()
                 sched.step()
+    model = model.to(memory_format=torch.contiguous_format)  # safetensors saves contiguous only
     pred = _predict(model, test_images).argmax(1)
     return model.eval(), (pred == torch.as_tensor(test_labels)).float().mean().item()
 
 
-def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=4):
+def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=3):
     """Load the classifier for ``data`` from the cache, or train and cache it.
 
     The weights go to ``cache_dir/classifiers/<name>-<sha256[:12] of the train image
@@ -177,7 +182,7 @@ def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=4):
     if cache_dir is None:
         from aelab.data import cache_root
         cache_dir = cache_root()
-    digest = hashlib.sha256(data.train_images.contiguous().numpy().tobytes()).hexdigest()
+    digest = hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()
     weights = Path(cache_dir) / "classifiers" / f"{data.name}-{digest[:12]}.safetensors"
     info = weights.with_suffix(".json")
     if weights.exists() and info.exists():
@@ -232,13 +237,14 @@ def frechet_distance(real_images, fake_images, classifier, batch_size=1000):
     -------
     float
     """
-    fid = FrechetInceptionDistance(feature=_Features(classifier).eval(), normalize=True)
+    device = next(classifier.parameters()).device
+    fid = FrechetInceptionDistance(feature=_Features(classifier)).to(device)  # images as given
     for images, real in ((real_images, True), (fake_images, False)):
         x = _images(images, "real_images" if real else "fake_images")
         if len(x) < 2:
             raise AelabError(f"FID needs at least 2 images per set, got {len(x)}")
         for i in range(0, len(x), batch_size):
-            fid.update(x[i:i + batch_size], real=real)
+            fid.update(x[i:i + batch_size].to(device), real=real)
     return float(fid.compute())
 
 
