@@ -1,0 +1,83 @@
+"""`aelab explain` and `aelab evaluate` on a real (small) trained run."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aelab.cli import main
+from aelab.config import resolve_config
+from aelab.sampling import sample_codes
+from aelab.training import train
+
+
+@pytest.fixture(scope="module")
+def data(small_mnist, mnist):
+    """The 12,000 real training images, validation on 1,000 real test images."""
+    return dataclasses.replace(small_mnist, train_images=mnist.train_images,
+                               train_labels=mnist.train_labels)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, data):
+    """4 epochs, latent 32: digits, if blurry ones."""
+    cfg = resolve_config("seed", {"epochs": 4, "seed": 0, "latent_dim": 32})
+    return train(cfg, tmp_path_factory.mktemp("eval") / "run", data=data, quiet=True,
+                 log=lambda s: None)
+
+
+def test_preactivation_codes_pass_the_encoders_relu(small_run, small_mnist):
+    x = small_mnist.test_images[:64]
+    pre = small_run.encode(x, preactivation=True)
+    assert (pre < 0).any()
+    assert torch.equal(torch.relu(pre), small_run.encode(x))
+
+
+def test_fitted_sampler_draws_codes_like_the_encoders(small_run, small_mnist):
+    codes = sample_codes(small_run, "gaussian", 500, seed=1, data=small_mnist)
+    real = small_run.encode(small_mnist.test_images[:500])
+    assert codes.shape == (500, 32) and (codes >= 0).all()
+    # real codes are about half zeros; draws through the same ReLU must be too, N(0, I) is not
+    assert abs((codes == 0).float().mean() - (real == 0).float().mean()) < 0.15
+    assert (small_run.path / "samplers" / "gaussian.safetensors").is_file()
+    again = sample_codes(small_run, "gaussian", 500, seed=1, data=small_mnist)
+    assert torch.equal(codes, again)  # reloaded from the run folder, same seed, same codes
+
+
+def test_prior_refused_for_an_autoencoder(small_run, capsys):
+    assert main(["sample", str(small_run.path), "--sampler", "prior", "--n", "4"]) == 1
+    assert "VAE runs only" in capsys.readouterr().err
+
+
+def test_explain_states_the_mechanism_with_the_runs_numbers(small_run, monkeypatch, data):
+    import aelab.evaluate as ev
+
+    monkeypatch.setattr(ev, "run_data", lambda run: data)
+    md = ev.explain_run(small_run.path)
+    stats = json.loads((md.parent / "explain.json").read_text())
+    zero_share = stats["stats"]["zero_share"]
+    assert 0.05 < zero_share < 0.95 and stats["stats"]["negative_share"] == 0
+    assert f"{round(100 * zero_share)}%" in md.read_text()
+    assert stats["distances"]["ratio_noise_to_real"] > 1.5
+
+
+def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, data):
+    import aelab.evaluate as ev
+
+    monkeypatch.setattr(ev, "run_data", lambda run: data)
+    result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gmm"])
+    rows = result["samples"]
+    assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]
+    assert rows["sampler gmm"]["fid"] < rows["sampler normal"]["fid"]
+    assert rows["sampler gmm"]["confident_share"] > rows["sampler normal"]["confident_share"]
+    assert rows["decoded training codes"]["confident_share"] > rows["sampler normal"]["confident_share"]
+    rec = result["reconstruction"]
+    assert rec["pca-32"]["mse"] < 0.05 and 0 < rec["model"]["ssim"] < 1
+    saved = json.loads((small_run.path / "evaluation.json").read_text())
+    assert saved["samples"].keys() == rows.keys()
+    assert (small_run.path / "figures" / "interpolation.png").stat().st_size > 1000
+    table = ev.format_table(result)
+    assert f"{rows['sampler normal']['fid']:.2f}" in table
+    assert np.isfinite([r["fid"] for r in rows.values()]).all()
