@@ -35,14 +35,14 @@ def test_preactivation_codes_pass_the_encoders_relu(small_run, small_mnist):
     assert torch.equal(torch.relu(pre), small_run.encode(x))
 
 
-def test_fitted_sampler_draws_codes_like_the_encoders(small_run, small_mnist):
-    codes = sample_codes(small_run, "gaussian", 500, seed=1, data=small_mnist)
+def test_fitted_sampler_draws_codes_like_the_encoders(small_run, small_mnist, data):
+    codes = sample_codes(small_run, "gaussian", 500, seed=1, data=data)
     real = small_run.encode(small_mnist.test_images[:500])
     assert codes.shape == (500, 32) and (codes >= 0).all()
     # real codes are about half zeros; draws through the same ReLU must be too, N(0, I) is not
     assert abs((codes == 0).float().mean() - (real == 0).float().mean()) < 0.15
     assert (small_run.path / "samplers" / "gaussian.safetensors").is_file()
-    again = sample_codes(small_run, "gaussian", 500, seed=1, data=small_mnist)
+    again = sample_codes(small_run, "gaussian", 500, seed=1, data=data)
     assert torch.equal(codes, again)  # reloaded from the run folder, same seed, same codes
 
 

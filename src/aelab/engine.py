@@ -2,7 +2,8 @@
 
 Fast by construction: the dataset lives once on the target device as uint8; each epoch draws one
 permutation and takes batches by indexing, converting to float on the fly; losses accumulate on
-the device and are read only at sync points; Adam is fused where the build supports it.
+the device and are read only at sync points; Adam is fused where the build supports it; on CPU
+it trains on one thread unless OMP_NUM_THREADS says otherwise (see `cpu_threads`).
 
 Resumable bit for bit: the full state (weights, optimizer moments, RNG states, the epoch's
 permutation and loss sums) is captured by `capture_state` and put back by `restore_state`.
@@ -11,6 +12,7 @@ permutation and loss sums) is captured by `capture_state` and put back by `resto
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -27,7 +29,7 @@ from .config import Config
 from .errors import AelabError, DivergedError
 
 __all__ = ["TrainState", "Interrupted", "make_optimizer", "fit", "evaluate_loss",
-           "capture_state", "restore_state", "to_float_batch"]
+           "capture_state", "restore_state", "to_float_batch", "cpu_threads"]
 
 PARTS = ("loss", "mse")  # sums accumulated per epoch, weighted by batch size
 
@@ -52,6 +54,33 @@ class TrainState:
 def to_float_batch(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], the tutorial's ToTensor + flatten."""
     return images_u8.reshape(len(images_u8), -1).float().div_(255.0)
+
+
+def cpu_threads() -> int:
+    """Threads for training on CPU: $OMP_NUM_THREADS when set, else 1.
+
+    One step of this small model is ~100 short ops, each a parallel region when run on several
+    threads; with OMP_WAIT_POLICY=PASSIVE (which `import aelab` sets, so that a busy machine does
+    not stall) every region first wakes sleeping threads. Measured on a 2-core AVX-512 Xeon, seed
+    preset, batch 128 and 512: one thread 7.7 ms per step against 13.3 ms on two when the machine
+    was idle, 12.5 against 13.4 ms when it was shared; at batch 512 the two tie.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+class _TorchThreads:
+    """Sets torch's intra-op thread count for a block and restores it afterwards."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self._old = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self._old)
 
 
 def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -184,7 +213,8 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     last_checkpoint = time.monotonic()
 
-    with _SigintFlag() as sigint:
+    threads = _TorchThreads(cpu_threads() if device.type == "cpu" else None)
+    with threads, _SigintFlag() as sigint:
         while state.epoch < tc.epochs:
             epoch = state.epoch + 1
             if state.epoch_step == 0:
@@ -199,14 +229,15 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
             for b in range(state.epoch_step, n_batches):
                 idx = perm[b * batch:(b + 1) * batch]
                 idx = idx[rank::world]  # this rank's share of the global batch
-                x = to_float_batch(train_u8[idx])
+                x = to_float_batch(train_u8.index_select(0, idx))  # 10x cheaper than train_u8[idx] on CPU
                 with autocast:
                     loss, parts = loss_fn(x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                sums += torch.stack([loss.detach().double() * len(x), parts["mse"].double() * len(x),
-                                     torch.tensor(float(len(x)), dtype=torch.float64, device=device)])
+                # in place and without a host tensor: no host-to-device copy per step on a GPU
+                sums[:2] += torch.stack([loss.detach().double(), parts["mse"].double()]) * len(x)
+                sums[2] += len(x)
                 state.step += 1
                 state.epoch_step = b + 1
                 if (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised:

@@ -22,8 +22,13 @@ import torch
 
 from .explain import write_explain
 from .figures import grid_figure, interpolation_figure, save_figure
-from .metrics import (frechet_distance, load_or_train_classifier, pca_baseline, reconstruction_metrics,
-                      sample_scores)
+from .metrics import (
+    frechet_distance,
+    load_or_train_classifier,
+    pca_baseline,
+    reconstruction_metrics,
+    sample_scores,
+)
 from .run import Run, RunDir, load_run
 from .sampling import applicable_samplers, run_data, sample_codes
 
