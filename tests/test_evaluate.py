@@ -67,7 +67,7 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     import aelab.evaluate as ev
 
     monkeypatch.setattr(ev, "run_data", lambda run: data)
-    result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gmm"])
+    result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gmm"], components=10)
     rows = result["samples"]
     assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]
     assert rows["sampler gmm"]["fid"] < rows["sampler normal"]["fid"]

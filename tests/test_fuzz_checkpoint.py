@@ -355,19 +355,16 @@ def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
     return tensors, state
 
 
-ENGINE_FIX = pytest.mark.xfail(strict=True, reason="engine.restore_state/fit trust the state's "
-                               "structure; fix proposed in the report (validate before use)")
-
 
 @pytest.mark.parametrize("case", [
     "epoch not a number", "param_groups empty", "rng state wrong",
-    pytest.param("metrics a string", marks=ENGINE_FIX),
-    pytest.param("metrics not records", marks=ENGINE_FIX),
-    pytest.param("epoch far beyond metrics", marks=ENGINE_FIX),
-    pytest.param("perm out of range", marks=ENGINE_FIX),
-    pytest.param("perm missing", marks=ENGINE_FIX),
-    pytest.param("sums wrong shape", marks=ENGINE_FIX),
-    pytest.param("epoch_step beyond the epoch", marks=ENGINE_FIX),
+    "metrics a string",
+    "metrics not records",
+    "epoch far beyond metrics",
+    "perm out of range",
+    "perm missing",
+    "sums wrong shape",
+    "epoch_step beyond the epoch",
 ])
 def test_checksummed_but_lying_state_is_refused_on_resume(real_run, original, tmp_path, capsys, case):
     run = tmp_path / "run"

@@ -160,8 +160,6 @@ def test_sigint_saves_a_checkpoint_and_says_how_to_resume(data_dir, uninterrupte
     assert_same_as(out, uninterrupted)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.fit raises Interrupted at an epoch's last batch without "
-                   "saving; fix: finish the epoch and its checkpoint, then raise (see report)")
 def test_sigint_at_the_last_batch_of_an_epoch_still_saves_it(data_dir, tmp_path, monkeypatch, capsys):
     """Ctrl-C during step 47 of 47 of epoch 2: the checkpoint must hold epoch 2, as it says."""
     real_make = aelab.training.make_optimizer

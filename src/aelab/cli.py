@@ -139,6 +139,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--n", type=_positive(int), default=5000, help="samples per sampler (default 5000)")
     p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
+    p.add_argument("--components", type=_positive(int), help="gmm: mixture components")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_evaluate)
@@ -153,7 +154,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     unknown = [s for s in samplers or [] if s not in list_samplers()]
     if unknown:  # before the slow setup, so the error is the only line
         raise AelabError(f"unknown sampler {unknown[0]!r}; choose from {', '.join(list_samplers())}")
-    result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device)
+    result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device,
+                          components=args.components)
     print(format_table(result))
     return 0
 

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import describe_mismatch
 from .config import Config
 from .errors import AelabError, DivergedError
 
@@ -132,11 +133,20 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
         state = TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]),
                            metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
                            epoch_seconds=float(meta["epoch_seconds"]))
+        # the checksum proves the file is whole, not that its author was honest: check the state
+        epochs = [m.get("epoch") if isinstance(m, dict) else None for m in state.metrics]
+        if epochs != list(range(1, len(epochs) + 1)) or state.epoch != len(epochs):
+            raise ValueError(f"epoch {state.epoch} does not match its {len(epochs)} metrics records")
+        if state.step < 0 or state.epoch_step < 0:
+            raise ValueError("negative step")
+        if state.epoch_step:
+            perm, sums = tensors["epoch.perm"], tensors["epoch.sums"]
+            if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (len(PARTS) + 1,):
+                raise ValueError("the epoch's permutation or loss sums have the wrong shape")
+            state.perm, state.sums = perm, sums.double()
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise AelabError(f"checkpoint does not fit this model and optimizer ({first[:200]})") from None
-    if state.epoch_step:
-        state.perm, state.sums = tensors["epoch.perm"].long(), tensors["epoch.sums"].double()
+        raise AelabError(f"checkpoint does not fit this model and optimizer "
+                         f"({describe_mismatch(e)})") from None
     return state
 
 
@@ -213,6 +223,11 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     last_checkpoint = time.monotonic()
 
+    if state.perm is not None and (len(state.perm) != n or not state.epoch_step < n_batches
+                                   or not torch.equal(torch.sort(state.perm).values, torch.arange(n))):
+        raise AelabError(f"the checkpoint's epoch in progress covers {len(state.perm)} training images "
+                         f"at step {state.epoch_step}; the data here has {n}: not the data it was "
+                         f"written for")
     threads = _TorchThreads(cpu_threads() if device.type == "cpu" else None)
     with threads, _SigintFlag() as sigint:
         while state.epoch < tc.epochs:
@@ -234,18 +249,19 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                     loss, parts = loss_fn(x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                sync = (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised
+                if sync and not math.isfinite(loss.item()):  # before the step touches the weights
+                    raise DivergedError(
+                        f"loss became {loss.item()} at epoch {epoch}, step {b + 1}; "
+                        f"training stopped, the last good checkpoint is kept; try a lower --lr "
+                        f"(now {tc.lr:g})")
                 optimizer.step()
                 # in place and without a host tensor: no host-to-device copy per step on a GPU
                 sums[:2] += torch.stack([loss.detach().double(), parts["mse"].double()]) * len(x)
                 sums[2] += len(x)
                 state.step += 1
                 state.epoch_step = b + 1
-                if (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised:
-                    if not math.isfinite(loss.item()):
-                        raise DivergedError(
-                            f"loss became {loss.item()} at epoch {epoch}, step {b + 1}; "
-                            f"training stopped, the last good checkpoint is kept; try a lower --lr "
-                            f"(now {tc.lr:g})")
+                if sync:
                     bar.update(b + 1 - bar.n)
                     bar.set_postfix(loss=f"{(sums[0] / sums[2]).item():.4f}", refresh=False)
                     timed_out = time.monotonic() - last_checkpoint > tc.checkpoint_minutes * 60
@@ -253,7 +269,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                         state.sums, state.epoch_seconds = sums.cpu(), time.perf_counter() - started
                         save_checkpoint(state)
                         last_checkpoint = time.monotonic()
-                    if sigint.raised:
+                    if sigint.raised and b + 1 < n_batches:
                         bar.close()
                         raise Interrupted(f"interrupted in epoch {epoch} at step {b + 1}; "
                                           f"checkpoint saved")
@@ -275,4 +291,6 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
             on_epoch_end(record, state)
             save_checkpoint(state)
             last_checkpoint = time.monotonic()
+            if sigint.raised and state.epoch < tc.epochs:
+                raise Interrupted(f"interrupted after epoch {epoch}; checkpoint saved")
     return state

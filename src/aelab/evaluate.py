@@ -58,11 +58,12 @@ def _score(name: str, images: torch.Tensor, real: torch.Tensor, classifier, trai
 
 
 def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None = None, seed: int = 0,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", components: int | None = None) -> dict[str, Any]:
     """Reconstruction and sample metrics for a run, its PCA baseline and its ceilings.
 
     Writes `RUN_DIR/evaluation.json`, sample grids `RUN_DIR/samples/<sampler>.png` and
-    `RUN_DIR/figures/interpolation.png`; returns the same dict as the JSON.
+    `RUN_DIR/figures/interpolation.png`; returns the same dict as the JSON. `components` sets
+    the gmm sampler's mixture size (default: the sampler's own).
     """
     run = load_run(run_dir, device=device)
     data = run_data(run)
@@ -89,7 +90,8 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     rows["decoded training codes"] = _score("decoded training codes", run.reconstruct(train_u8[pick]),
                                             valid, classifier, train_u8)
     for name in samplers or applicable_samplers(run):
-        images = run.decode(sample_codes(run, name, n, seed, data=data))
+        kwargs = {"n_components": components} if name == "gmm" and components else {}
+        images = run.decode(sample_codes(run, name, n, seed, data=data, **kwargs))
         rows[f"sampler {name}"] = _score(f"sampler {name}", images, valid, classifier, train_u8)
         save_figure(grid_figure(images[:100].numpy(), f"{name} sampler", 10),
                     run.path / "samples" / f"{name}.png")
