@@ -392,6 +392,7 @@ def test_inf_gradient_with_finite_loss_never_reaches_a_checkpoint(data_dir, tmp_
     assert main(train_args(data_dir, out, checkpoint_minutes="0.000001")) == 1
     line = one_line(capsys.readouterr().err)
     assert "epoch 1, step 5" in line and GUARD.search(line) and "lower --lr" in line, line
+    assert "a gradient became non-finite" in line, line  # caught before the step, not after it
     state = assert_finite_checkpoint(out)
     assert (state["epoch"], state["epoch_step"]) == (0, 4)
 
