@@ -87,10 +87,17 @@ def interpolation_figure(rows: np.ndarray, title: str = "") -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write a PNG atomically (temp file, then rename) and return its path."""
+    """Write a PNG atomically (temp file, then rename), free the figure, and return the path.
+
+    No "Software" metadata, so the same figure gives the same bytes on every run.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        fig.clear()
     return path

@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 
 from aelab.errors import AelabError
 
+from . import figures
+
 __all__ = ["code_histogram", "correlation_heatmap", "dim_stats", "distance_histogram",
            "image_rows", "pca_scatter", "save_figure"]
 
@@ -30,12 +32,8 @@ def _normal_pdf(x: np.ndarray) -> np.ndarray:
 
 
 def save_figure(fig: Figure, path, dpi: int = DPI) -> Path:
-    """Write `fig` as a PNG at a readable dpi, then release its artists; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi, metadata={"Software": None})
-    fig.clear()
-    return path
+    """`aelab.figures.save_figure` at this module's dpi."""
+    return figures.save_figure(fig, path, dpi=dpi)
 
 
 def code_histogram(codes: np.ndarray, bins: int = 120) -> Figure:
