@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import aelab.checkpoint
+import aelab.dense_step
 import aelab.models
 import aelab.training
 from aelab.checkpoint import load_checkpoint, save_checkpoint
@@ -369,6 +370,19 @@ def nan_loss_at(monkeypatch, training_call: int, kind: str = "loss") -> None:
                 value = value * float("nan") if kind == "loss" else InfGrad.apply(value)
         return value, parts
     monkeypatch.setattr(aelab.models.Autoencoder, "loss", loss)
+
+    real_step = aelab.dense_step.DenseStep.__call__  # the CPU default for this model: same faults
+
+    def step(self, x):
+        value, parts = real_step(self, x)
+        calls[0] += 1
+        if calls[0] == training_call:
+            if kind == "loss":
+                value = value * float("nan")
+            else:
+                next(self.model.parameters()).grad.fill_(float("inf"))
+        return value, parts
+    monkeypatch.setattr(aelab.dense_step.DenseStep, "__call__", step)
 
 
 def test_nan_loss_stops_at_once_and_keeps_epoch_1(data_dir, tmp_path, monkeypatch, capsys):

@@ -203,11 +203,14 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
         *, save_checkpoint: Callable[[TrainState], None],
         on_epoch_end: Callable[[dict, TrainState], None] = lambda record, state: None,
         loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
+        grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
         progress: bool = True) -> TrainState:
     """Train from `state` to `cfg.train.epochs`, calling back after each epoch.
 
     `loss_fn(x) -> (loss, parts)` defaults to `model.loss`; pass a compiled or
-    DistributedDataParallel-wrapped version of it instead. Under torch.distributed each rank
+    DistributedDataParallel-wrapped version of it instead. `grad_fn(x) -> (loss, parts)`, when
+    given, replaces loss_fn + backward: it must leave every parameter's gradient in `.grad`
+    (see `aelab.dense_step.DenseStep`). Under torch.distributed each rank
     trains on its share of every global batch of `cfg.train.batch_size`. Raises `DivergedError`
     on a non-finite loss (no checkpoint is written after it) and `Interrupted` on Ctrl-C (after
     one is written).
@@ -221,6 +224,15 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
     sync_every = 1 if device.type == "cpu" else 25          # host reads cost nothing on CPU
     loss_fn = loss_fn or model.loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+
+    def autograd_grads(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with autocast:
+            loss, parts = loss_fn(x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss, parts
+
+    grad_fn = grad_fn or autograd_grads
     last_checkpoint = time.monotonic()
 
     if state.perm is not None and (len(state.perm) != n or not state.epoch_step < n_batches
@@ -245,10 +257,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                 idx = perm[b * batch:(b + 1) * batch]
                 idx = idx[rank::world]  # this rank's share of the global batch
                 x = to_float_batch(train_u8.index_select(0, idx))  # 10x cheaper than train_u8[idx] on CPU
-                with autocast:
-                    loss, parts = loss_fn(x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss, parts = grad_fn(x)
                 sync = (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised
                 if sync:  # before the step touches the weights
                     _stop_if_not_finite(model, loss, epoch, b + 1, tc.lr)

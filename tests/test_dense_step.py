@@ -1,0 +1,87 @@
+"""The hand-written dense step computes what autograd computes, on real MNIST batches."""
+
+import copy
+
+import pytest
+import torch
+
+from aelab.config import ModelConfig, resolve_config
+from aelab.dense_step import DenseStep, supports
+from aelab.engine import make_optimizer, to_float_batch
+from aelab.models import Autoencoder, create_model
+from aelab.training import train
+
+
+def _batch(mnist, n, start=0):
+    return to_float_batch(mnist.train_images[start:start + n])
+
+
+@pytest.mark.parametrize("output_activation", ["relu", "none"])
+@pytest.mark.parametrize("n", [128, 37])
+def test_loss_gradients_and_running_stats_match_autograd(mnist, output_activation, n):
+    torch.manual_seed(0)
+    reference = Autoencoder(output_activation=output_activation)
+    model = copy.deepcopy(reference)
+    x = _batch(mnist, n)
+
+    loss, parts = reference.loss(x)
+    loss.backward()
+    hand_loss, hand_parts = DenseStep(model)(x)
+
+    assert hand_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    assert hand_parts["mse"].item() == pytest.approx(parts["mse"].item(), rel=1e-5)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        scale = p.grad.abs().max()
+        assert scale > 0, name
+        assert (p.grad - q.grad).abs().max() <= 1e-5 * scale, name
+        assert q.grad.is_contiguous() and q.grad.shape == q.shape
+    for (name, a), b in zip(reference.named_buffers(), model.buffers()):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-7), name
+
+
+def test_fifty_adam_steps_follow_the_autograd_path(mnist):
+    torch.manual_seed(0)
+    reference = Autoencoder()
+    model = copy.deepcopy(reference)
+    opt_ref = make_optimizer(reference, 1e-3, torch.device("cpu"))
+    opt = make_optimizer(model, 1e-3, torch.device("cpu"))
+    step = DenseStep(model)
+    losses_ref, losses = [], []
+    for i in range(50):
+        x = _batch(mnist, 128, 128 * i)
+        loss, _ = reference.loss(x)
+        opt_ref.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ref.step()
+        losses_ref.append(loss.item())
+        losses.append(step(x)[0].item())
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0]  # it learns
+    assert losses == pytest.approx(losses_ref, rel=1e-3)
+    with torch.no_grad():
+        x = to_float_batch(mnist.test_images[:500])
+        reference.eval(), model.eval()
+        assert torch.allclose(model(x), reference(x), atol=1e-3)
+
+
+def test_only_the_plain_dense_autoencoder_is_supported():
+    assert supports(create_model(ModelConfig()))
+    assert not supports(create_model(ModelConfig(kind="vae", output_activation="sigmoid")))
+    assert not supports(Autoencoder(output_activation="sigmoid"))
+
+    class Custom(Autoencoder):
+        pass
+
+    assert not supports(Custom())
+    with pytest.raises(ValueError):
+        DenseStep(Custom())
+
+
+def test_training_with_the_hand_written_step_matches_autograd(tmp_path, small_mnist, monkeypatch):
+    cfg = resolve_config("seed", {"epochs": 2, "seed": 3, "device": "cpu"})
+    hand = train(cfg, tmp_path / "hand", data=small_mnist, quiet=True, log=lambda line: None)
+    monkeypatch.setattr("aelab.dense_step.supports", lambda model: False)
+    auto = train(cfg, tmp_path / "auto", data=small_mnist, quiet=True, log=lambda line: None)
+    for a, b in zip(hand.metrics, auto.metrics):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+        assert a["valid_mse"] == pytest.approx(b["valid_mse"], rel=1e-2)
