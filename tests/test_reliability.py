@@ -437,3 +437,14 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys
     capsys.readouterr()
     assert main(resume_args(out)) == 1
     assert "data" in one_line(capsys.readouterr().err)
+
+
+def test_resume_finds_moved_data_with_data_dir_and_ends_identical(data_dir, uninterrupted, tmp_path):
+    moved = tmp_path / "moved-data"
+    shutil.copytree(data_dir, moved)
+    out = tmp_path / "run"
+    assert main(train_args(moved, out, epochs=2)) == 0
+    shutil.rmtree(moved)
+    shutil.copytree(data_dir, tmp_path / "found-again")
+    assert main(resume_args(out, "--epochs", "3", "--data-dir", str(tmp_path / "found-again"))) == 0
+    assert_same_as(out, uninterrupted)

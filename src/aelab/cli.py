@@ -37,7 +37,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model into a run folder",
                        description="Train an autoencoder. Presets: " +
                        "; ".join(f"{k}: {v}" for k, v in presets.items()))
-    p.add_argument("--preset", default="seed", choices=list(presets), help="default: seed")
+    p.add_argument("--preset", choices=list(presets), help="default: seed")
     p.add_argument("--dataset", choices=DATASETS, help="default: mnist")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
     p.add_argument("--epochs", type=_positive(int))
@@ -61,6 +61,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "checkpoint_minutes")  # the rest would change the run
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
@@ -74,10 +77,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         from .run import RunDir
 
+        fixed = [f"--{k.replace('_', '-')}" for k in ("preset", *overrides)
+                 if getattr(args, k) is not None and k not in RESUME_MAY_CHANGE]
+        if fixed:
+            raise AelabError(f"--resume continues the run as configured; {', '.join(fixed)} cannot change "
+                             f"(only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)})")
         cfg, _ = RunDir(args.out).read_config()
         cfg.train.epochs = args.epochs or cfg.train.epochs
+        cfg.train.checkpoint_minutes = args.checkpoint_minutes or cfg.train.checkpoint_minutes
+        cfg.data.data_dir = args.data_dir or cfg.data.data_dir
     else:
-        cfg = resolve_config(args.preset, overrides)
+        cfg = resolve_config(args.preset or "seed", overrides)
     train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
     return 0
 

@@ -57,13 +57,17 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     """Train the model `cfg` describes into run folder `out`; return the finished `Run`.
 
     With `resume=True`, `out` must hold a checkpoint; training continues from it with the run's
-    saved config, except `cfg.train.epochs`, which may extend a finished run.
+    saved config, except `cfg.train.epochs` (which may extend a finished run),
+    `cfg.train.checkpoint_minutes` and `cfg.data.data_dir` (where to find the same files).
     """
     rank, world, dist_device = init_distributed(cfg.train.device)
     run_dir = RunDir(out or default_run_dir(cfg.preset))
     if resume:
         saved, _ = run_dir.read_config()
-        cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=cfg.train.epochs))
+        cfg = dataclasses.replace(
+            saved, data=dataclasses.replace(saved.data, data_dir=cfg.data.data_dir or saved.data.data_dir),
+            train=dataclasses.replace(saved.train, epochs=cfg.train.epochs,
+                                      checkpoint_minutes=cfg.train.checkpoint_minutes))
     cfg.validate()
     say = log if rank == 0 else (lambda line: None)
     if rank == 0:
