@@ -23,6 +23,7 @@ import torch
 
 import aelab.checkpoint
 import aelab.dense_step
+import aelab.engine
 import aelab.models
 import aelab.training
 from aelab.checkpoint import load_checkpoint, save_checkpoint
@@ -448,3 +449,16 @@ def test_resume_finds_moved_data_with_data_dir_and_ends_identical(data_dir, unin
     shutil.copytree(data_dir, tmp_path / "found-again")
     assert main(resume_args(out, "--epochs", "3", "--data-dir", str(tmp_path / "found-again"))) == 0
     assert_same_as(out, uninterrupted)
+
+
+def test_ctrl_c_without_out_names_the_real_run_folder(data_dir, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise aelab.engine.Interrupted("interrupted in epoch 1 at step 3; checkpoint saved")
+    monkeypatch.setattr(aelab.training, "fit", interrupted)
+    monkeypatch.chdir(tmp_path)
+    args = train_args(data_dir, Path("unused"))
+    del args[args.index("--out"):args.index("--out") + 2]
+    assert main(args) == 130
+    line = one_line(capsys.readouterr().err)
+    folder = re.search(r"resume with: aelab train --out (\S+) --resume", line).group(1)
+    assert folder.startswith("runs/seed-") and (tmp_path / folder / "checkpoint.safetensors").is_file()

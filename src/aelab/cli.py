@@ -65,7 +65,7 @@ RESUME_MAY_CHANGE = ("epochs", "data_dir", "checkpoint_minutes")  # the rest wou
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .training import default_run_dir, train
 
     if args.resume and not args.out:
         raise AelabError("--resume needs --out RUN_DIR")
@@ -88,6 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg.data.data_dir = args.data_dir or cfg.data.data_dir
     else:
         cfg = resolve_config(args.preset or "seed", overrides)
+    args.out = args.out or str(default_run_dir(cfg.preset))  # named now, so Ctrl-C can say where
     train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
     return 0
 
