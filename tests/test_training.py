@@ -48,9 +48,16 @@ def test_refuses_to_overwrite_a_run_without_force(tmp_path, small_mnist):
     quick(tmp_path, small_mnist, epochs=1)
     with pytest.raises(RunError, match="already holds a run"):
         quick(tmp_path, small_mnist, epochs=1)
+    run = tmp_path / "run"
+    (run / "figures" / "epoch_009.png").write_bytes(b"an old run's figure")
+    (run / "samplers").mkdir()
+    (run / "samplers" / "gmm.safetensors").write_bytes(b"fitted to the old run's codes")
+    (run / "notes.txt").write_text("the user's own file")
     cfg = resolve_config("seed", {"epochs": 1})
-    again = train(cfg, tmp_path / "run", force=True, data=small_mnist, quiet=True, log=lambda s: None)
+    again = train(cfg, run, force=True, data=small_mnist, quiet=True, log=lambda s: None)
     assert [m["epoch"] for m in again.metrics] == [1]
+    assert not (run / "figures" / "epoch_009.png").exists() and not (run / "samplers").exists()
+    assert (run / "figures" / "epoch_001.png").is_file() and (run / "notes.txt").is_file()
 
 
 def test_vae_loss_falls(tmp_path, small_mnist):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,9 +84,15 @@ class RunDir:
             self.figures.mkdir(exist_ok=True)
         except OSError as e:
             raise RunError(f"cannot create run folder {self.path}: {e.strerror or e}") from None
-        if force:
-            for p in (self.metrics, self.model, self.checkpoint):
+        if force:  # what aelab wrote there, and only that: the new run must not show old results
+            for p in (self.metrics, self.model, self.checkpoint, self.config, self.path / "evaluation.json",
+                      self.path / "evaluation.md", self.path / "report.html"):
                 p.unlink(missing_ok=True)
+            for d in (self.figures, self.path / "samples", self.path / "samplers", self.path / "explain",
+                      self.path / "tensorboard"):
+                if d.is_dir():
+                    shutil.rmtree(d)
+            self.figures.mkdir()
 
     def _holds_files(self) -> bool:
         """Anything beyond what a start that failed early leaves behind (`.lock`, an empty `figures/`)."""
