@@ -38,8 +38,11 @@ def test_short_run_learns_and_writes_the_run_folder(tmp_path, small_mnist):
 def test_resume_gives_the_same_weights_as_one_run(tmp_path, small_mnist):
     whole = quick(tmp_path, small_mnist, "whole", epochs=2)
     quick(tmp_path, small_mnist, "split", epochs=1)
+    (tmp_path / "split" / "samplers").mkdir()
+    (tmp_path / "split" / "samplers" / "gmm.safetensors").write_bytes(b"fitted to epoch 1's codes")
     cfg = resolve_config("seed", {"epochs": 2})
     split = train(cfg, tmp_path / "split", resume=True, data=small_mnist, quiet=True, log=lambda s: None)
+    assert not (split.path / "samplers").exists()
     assert (whole.path / "model.safetensors").read_bytes() == (split.path / "model.safetensors").read_bytes()
     assert [m["epoch"] for m in split.metrics] == [1, 2]
 

@@ -73,6 +73,8 @@ class RunDir:
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
+            if (self.path / "samplers").is_dir():  # fitted to codes of weights about to change
+                shutil.rmtree(self.path / "samplers")
             return
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path} exists and is not a folder")
