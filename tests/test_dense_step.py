@@ -69,6 +69,10 @@ def test_only_the_plain_dense_autoencoder_is_supported():
     assert not supports(create_model(ModelConfig(kind="vae", output_activation="sigmoid")))
     assert not supports(Autoencoder(output_activation="sigmoid"))
 
+    hooked = Autoencoder()
+    hooked.encoder[0][2].register_forward_hook(lambda module, args, out: None)
+    assert not supports(hooked)  # the hook would never fire in the hand-written step
+
     class Custom(Autoencoder):
         pass
 

@@ -32,8 +32,17 @@ def _blocks(model: nn.Module) -> list[nn.Sequential]:
 
 
 def supports(model: nn.Module) -> bool:
-    """True for an `Autoencoder` made of Linear + BatchNorm1d + (ReLU or nothing) blocks."""
+    """True for an `Autoencoder` made of Linear + BatchNorm1d + (ReLU or nothing) blocks, no hooks.
+
+    A subclass may change the loss, and a module hook would never fire here: both train through
+    autograd instead.
+    """
     if type(model) is not Autoencoder:
+        return False
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+            return False
+    if any(p._backward_hooks for p in model.parameters() if getattr(p, "_backward_hooks", None)):
         return False
     for block in _blocks(model):
         if not (len(block) == 3 and type(block[0]) is nn.Linear and block[0].bias is not None
