@@ -18,6 +18,7 @@ aelab explain "$runs/seed"
 aelab evaluate "$runs/seed" | tee "$runs/seed/evaluation.md"
 aelab evaluate "$runs/vae" | tee "$runs/vae/evaluation.md"
 aelab report "$runs/seed"
+python scripts/independent_check.py "$runs" | tee "$runs/independent_check.md"
 
 for preset in seed seed-1st-try; do
   cp "$runs/$preset/figures/epoch_001.png" "$figs/$preset-epoch_001.png"

@@ -1,0 +1,96 @@
+"""One training step of the seed model: autograd vs the hand-written step, by CPU thread setting.
+
+    python benchmarks/step_threads.py            # idle machine
+    python benchmarks/step_threads.py --busy     # with one busy-looping process beside it
+
+Each setting runs in a fresh process, because OpenMP reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once,
+when torch loads. Prints milliseconds per step (batch 128, median of 5 blocks of 100 steps). Results
+and what they mean: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SETTINGS = [  # (label, threads, environment)
+    ("1 thread, passive", 1, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("2 threads, passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("2 threads, spin 10,000", 2, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "10000"}),
+    ("2 threads, spinning", 2, {"OMP_WAIT_POLICY": "ACTIVE"}),
+]
+
+
+def child(step_kind: str, threads: int) -> float:
+    import torch
+
+    from aelab.dense_step import DenseStep
+    from aelab.engine import make_optimizer
+    from aelab.models import Autoencoder
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Autoencoder()
+    optimizer = make_optimizer(model, 1e-3, torch.device("cpu"))
+    x = torch.rand(128, 784)
+    hand = DenseStep(model)
+
+    def step() -> None:
+        if step_kind == "hand":
+            hand(x)
+        else:
+            loss, _ = model.loss(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        optimizer.step()
+
+    for _ in range(30):
+        step()
+    blocks = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(100):
+            step()
+        blocks.append((time.perf_counter() - started) / 100 * 1e3)
+    return statistics.median(blocks)
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--busy", action="store_true", help="run one busy-looping process beside each measurement")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        kind, threads = json.loads(args.child)
+        print(child(kind, threads))
+        return
+    burner = multiprocessing.Process(target=_burn, daemon=True) if args.busy else None
+    if burner:
+        burner.start()
+    try:
+        print(f"ms per step, batch 128, seed model{' (one busy process beside it)' if args.busy else ''}")
+        print("| setting | autograd | hand-written |\n|---|---:|---:|")
+        for label, threads, env in SETTINGS:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
+            ms = [float(subprocess.run([sys.executable, __file__, "--child", json.dumps([kind, threads])], env=env,
+                                       capture_output=True, text=True, check=True).stdout)
+                  for kind in ("autograd", "hand")]
+            print(f"| {label} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
+    finally:
+        if burner:
+            burner.terminate()
+
+
+if __name__ == "__main__":
+    main()
