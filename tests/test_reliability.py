@@ -462,3 +462,13 @@ def test_ctrl_c_without_out_names_the_real_run_folder(data_dir, tmp_path, monkey
     line = one_line(capsys.readouterr().err)
     folder = re.search(r"resume with: aelab train --out (\S+) --resume", line).group(1)
     assert folder.startswith("runs/seed-") and (tmp_path / folder / "checkpoint.safetensors").is_file()
+
+
+def test_a_relative_data_dir_works_from_any_folder_later(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(data_dir.parent)
+    out = tmp_path / "run"
+    assert main(train_args(Path(data_dir.name), out, epochs=1)) == 0
+    monkeypatch.chdir(tmp_path)
+    saved = json.loads((out / "config.json").read_text())["config"]["data"]["data_dir"]
+    assert saved == str(data_dir.resolve())
+    assert main(["sample", str(out), "--sampler", "gaussian", "--n", "4", "--out", str(tmp_path / "s.png")]) == 0

@@ -69,6 +69,9 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             train=dataclasses.replace(saved.train, epochs=cfg.train.epochs,
                                       checkpoint_minutes=cfg.train.checkpoint_minutes))
     cfg.validate()
+    if cfg.data.data_dir:  # absolute, so the run's config finds the data from any working directory
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, data_dir=str(Path(cfg.data.data_dir).expanduser().resolve())))
     say = log if rank == 0 else (lambda line: None)
     if rank == 0:
         run_dir.prepare(resume=resume, force=force)
