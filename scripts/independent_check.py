@@ -3,7 +3,7 @@ distance on 64 pixel-PCA features (no classifier at all).
 
     python scripts/independent_check.py RUNS_DIR     # RUNS_DIR holds seed/ and vae/ (reproduce.sh)
 
-Run it from the folder the runs were trained from (their config holds the data folder as given).
+Runs trained before aelab stored --data-dir as an absolute path need the folder they were trained from.
 """
 import sys, time, numpy as np, torch
 from scipy import linalg
