@@ -42,7 +42,7 @@ def supports(model: nn.Module) -> bool:
     for m in model.modules():
         if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
             return False
-    if any(p._backward_hooks for p in model.parameters() if getattr(p, "_backward_hooks", None)):
+    if any(getattr(p, "_backward_hooks", None) for p in model.parameters()):
         return False
     for block in _blocks(model):
         if not (len(block) == 3 and type(block[0]) is nn.Linear and block[0].bias is not None

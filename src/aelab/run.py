@@ -7,6 +7,8 @@
       checkpoint.safetensors  full training state after the last epoch (or mid-epoch)
       figures/             epoch_NNN.png, loss.png, result_input.png, result_output.png
       .lock                held while a process trains into the folder
+    and, from later commands: samples/, samplers/ (fitted, reused), explain/, evaluation.json,
+    report.html, tensorboard/. `--force` removes exactly these outputs; resuming drops samplers/.
 
 `load_run(path)` gives a `Run` with `encode`, `decode`, `reconstruct` and `sample`.
 """
