@@ -72,6 +72,9 @@ def test_only_the_plain_dense_autoencoder_is_supported():
     hooked = Autoencoder()
     hooked.encoder[0][2].register_forward_hook(lambda module, args, out: None)
     assert not supports(hooked)  # the hook would never fire in the hand-written step
+    grad_hooked = Autoencoder()
+    grad_hooked.decoder[0][0].weight.register_hook(lambda grad: grad)
+    assert not supports(grad_hooked)
 
     class Custom(Autoencoder):
         pass
