@@ -2,6 +2,7 @@
 
     python benchmarks/step_threads.py            # idle machine
     python benchmarks/step_threads.py --busy     # with one busy-looping process beside it
+    python benchmarks/step_threads.py --profile  # where one hand-written step goes (torch.profiler)
 
 Each setting runs in a fresh process, because OpenMP reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once,
 when torch loads. Prints milliseconds per step (batch 128, median of 5 blocks of 100 steps). Results
@@ -27,7 +28,7 @@ SETTINGS = [  # (label, threads, environment)
 ]
 
 
-def child(step_kind: str, threads: int) -> float:
+def child(step_kind: str, threads: int, profile: bool = False) -> float:
     import torch
 
     from aelab.dense_step import DenseStep
@@ -52,6 +53,15 @@ def child(step_kind: str, threads: int) -> float:
 
     for _ in range(30):
         step()
+    if profile:
+        from torch.profiler import profile as torch_profile
+        with torch_profile() as prof:
+            for _ in range(100):
+                step()
+        rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]
+        print("| op (self CPU time) | ms per step | calls per step |\n|---|---:|---:|")
+        for e in rows:
+            print(f"| {e.key} | {e.self_cpu_time_total / 100 / 1e3:.3f} | {e.count / 100:g} |")
     blocks = []
     for _ in range(5):
         started = time.perf_counter()
@@ -69,8 +79,13 @@ def _burn() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--busy", action="store_true", help="run one busy-looping process beside each measurement")
+    p.add_argument("--profile", action="store_true", help="profile the hand-written step on one thread")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.profile:
+        import torch  # noqa: F401  (OpenMP reads its policy now; aelab's PASSIVE default applies)
+        print(f"one thread, 100 steps; whole step {child('hand', 1, profile=True):.2f} ms")
+        return
     if args.child:
         kind, threads = json.loads(args.child)
         print(child(kind, threads))
