@@ -65,6 +65,19 @@ def test_corrupt_cache_is_retrained(mnist, tmp_path):
     assert weights.stat().st_size > 1000  # rewritten
 
 
+def test_cache_key_holds_the_training_recipe(mnist, tmp_path):
+    small = SimpleNamespace(name="tiny", train_images=mnist.train_images[:256],
+                            train_labels=mnist.train_labels[:256],
+                            test_images=mnist.test_images[:100],
+                            test_labels=mnist.test_labels[:100])
+    load_or_train_classifier(small, tmp_path, epochs=1)
+    load_or_train_classifier(small, tmp_path, epochs=2)           # not the 1-epoch weights
+    load_or_train_classifier(small, tmp_path, epochs=1, seed=1)
+    load_or_train_classifier(small, tmp_path, epochs=1)           # a load: no fourth file
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "classifiers").glob("tiny-*.json")]
+    assert sorted((i["epochs"], i["seed"]) for i in infos) == [(1, 0), (1, 1), (2, 0)]
+
+
 def test_default_cache_dir_is_cache_root(mnist):
     from aelab.data import cache_root  # conftest points $AELAB_CACHE at a temporary folder
 

@@ -163,9 +163,10 @@ def train_classifier(train_images, train_labels, test_images, test_labels, seed=
 def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=3):
     """Load the classifier for ``data`` from the cache, or train and cache it.
 
-    The weights go to ``cache_dir/classifiers/<name>-<sha256[:12] of the train image
-    bytes>.safetensors`` with the test accuracy in a ``.json`` beside them. A corrupt cache is
-    retrained with a warning.
+    The weights go to ``cache_dir/classifiers/<name>-<key>.safetensors`` with the test accuracy
+    in a ``.json`` beside them; the key is the first 12 hex digits of a sha256 over the training
+    images' bytes, ``seed`` and ``epochs``, so a different recipe never loads another's weights.
+    A corrupt cache is retrained with a warning.
 
     Parameters
     ----------
@@ -183,7 +184,8 @@ def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=3):
         from aelab.data import cache_root
         cache_dir = cache_root()
     digest = hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()
-    weights = Path(cache_dir) / "classifiers" / f"{data.name}-{digest[:12]}.safetensors"
+    key = hashlib.sha256(f"{digest} seed={seed} epochs={epochs}".encode()).hexdigest()
+    weights = Path(cache_dir) / "classifiers" / f"{data.name}-{key[:12]}.safetensors"
     info = weights.with_suffix(".json")
     if weights.exists() and info.exists():
         try:
