@@ -81,7 +81,12 @@ def test_gmm_on_principal_components(tmp_path, relu_codes):
     sampler.save(tmp_path / "ppca.safetensors")
     loaded = load_sampler(tmp_path / "ppca.safetensors")
     assert loaded.pca_dims == 8
+    np.testing.assert_array_equal(loaded.covariances_, sampler.covariances_)  # rebuilt exactly
     np.testing.assert_array_equal(loaded.sample(10, seed=1), sampler.sample(10, seed=1))
+    # saved as 8 principal axes and 3 covariances of 8 x 8, not 3 of 40 x 40
+    full = GMMSampler(n_components=3, pca_dims=None, random_state=0).fit(relu_codes)
+    full.save(tmp_path / "full.safetensors")
+    assert (tmp_path / "ppca.safetensors").stat().st_size < 0.4 * (tmp_path / "full.safetensors").stat().st_size
     with pytest.raises(AelabError, match="pca_dims=0"):
         GMMSampler(pca_dims=0)
 
@@ -140,6 +145,23 @@ def test_corrupt_or_mismatched_file_is_run_error(tmp_path, relu_codes):
     save_file({"x": np.zeros(3)}, str(path), metadata={"format": "something-else"})
     with pytest.raises(RunError, match="not an aelab sampler file"):
         load_sampler(path)
+
+
+def test_compact_gmm_file_with_wrong_shapes_is_run_error(tmp_path, relu_codes):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    path = tmp_path / "g.safetensors"
+    GMMSampler(n_components=3, pca_dims=8).fit(relu_codes).save(path)
+    with safe_open(str(path), framework="numpy") as f:
+        meta, arrays = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for name, bad in [("pca_covariances_", arrays["pca_covariances_"][:, :4, :4]),
+                      ("active_std_", arrays["active_std_"][:-1]),
+                      ("active_dims_", arrays["active_dims_"] + 100)]:
+        save_file({**arrays, name: np.ascontiguousarray(bad)}, str(path), metadata=meta)
+        with pytest.raises(RunError, match=re.escape(f"{path}: {name}")):
+            load_sampler(path)
+    save_file(arrays, str(path), metadata=meta)
+    assert load_sampler(path).covariances_.shape == (3, 40, 40)  # the unchanged file loads
 
 
 def test_registry_and_unknown_names():
