@@ -73,6 +73,11 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     assert rows["sampler gmm"]["fid"] < rows["sampler normal"]["fid"]
     assert rows["sampler gmm"]["confident_share"] > rows["sampler normal"]["confident_share"]
     assert rows["decoded training codes"]["confident_share"] > rows["sampler normal"]["confident_share"]
+    # images the decoder never trained on land farther from the training set than its own
+    # reconstructions of training images: the memorisation yardstick
+    held_out = rows["decoded validation codes"]
+    assert held_out["nn_train_distance_median"] > rows["decoded training codes"]["nn_train_distance_median"]
+    assert held_out["n"] == 1000
     rec = result["reconstruction"]
     assert rec["pca-32"]["mse"] < 0.05 and 0 < rec["model"]["ssim"] < 1
     saved = json.loads((small_run.path / "evaluation.json").read_text())

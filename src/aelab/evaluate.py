@@ -7,7 +7,8 @@ Every number is computed here from the run's weights and its dataset; nothing is
 Sample quality is scored with a small CNN digit classifier trained on the same dataset's
 training split (see `aelab.metrics`): a Frechet distance on its features ("FID" below, not
 Inception's), the share of samples it labels with confidence > 0.9, the classes present, and
-each sample's distance to its nearest training image (a memorisation check).
+each sample's distance to its nearest training image (a memorisation check, read against the
+"decoded validation codes" row: what the decoder makes of images it never trained on).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
                                           valid, classifier, train_u8)
     rows["decoded training codes"] = _score("decoded training codes", run.reconstruct(train_u8[pick]),
                                             valid, classifier, train_u8)
+    # How far an image the decoder did not train on lands from its nearest training image: the
+    # yardstick for the samplers' NN distances (its FID is flattered: the reference set holds
+    # these very images' originals)
+    held_out = torch.randperm(len(valid_u8), generator=torch.Generator().manual_seed(seed + 1))[:n]
+    rows["decoded validation codes"] = _score("decoded validation codes", run.reconstruct(valid_u8[held_out]),
+                                              valid, classifier, train_u8)
     for name in samplers or applicable_samplers(run):
         kwargs = {"n_components": components} if name == "gmm" and components else {}
         images = run.decode(sample_codes(run, name, n, seed, data=data, **kwargs))
