@@ -10,7 +10,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import pytest
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-subset"
+# $AELAB_TEST_MNIST points elsewhere, e.g. on a GPU machine that has the files but not ../shared
+SHARED_MNIST = Path(os.environ.get("AELAB_TEST_MNIST")
+                    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-subset")
 
 
 @pytest.fixture(scope="session")
