@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
-from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
 
 from aelab.errors import AelabError, RunError
 
@@ -60,6 +58,8 @@ def _standardize_active(codes):
 
 def _fit_gmm(z, n_components, reg_covar, random_state):
     """Fit sklearn's full-covariance GMM on standardized codes z of shape (n, d_active)."""
+    from sklearn.mixture import GaussianMixture  # here, not at the top: sklearn takes 0.8 s to import
+
     gmm = GaussianMixture(n_components=n_components, covariance_type="full", reg_covar=reg_covar,
                           random_state=random_state)
     try:
@@ -320,6 +320,8 @@ class GMMSampler(_Sampler):
         if not self.pca_dims or self.pca_dims >= z.shape[1]:
             gmm = _fit_gmm(z, k, self.reg_covar, self.random_state)
             return gmm.means_, gmm.covariances_, gmm.weights_
+        from sklearn.decomposition import PCA
+
         pca = PCA(n_components=self.pca_dims, random_state=self.random_state).fit(z)
         gmm = _fit_gmm(pca.transform(z), k, self.reg_covar, self.random_state)
         self.pca_components_, self.pca_covariances_ = pca.components_, gmm.covariances_
