@@ -97,9 +97,10 @@ def main() -> None:
         print(f"ms per step, batch 128, seed model{' (one busy process beside it)' if args.busy else ''}")
         print("| setting | autograd | hand-written |\n|---|---:|---:|")
         for label, threads, env in SETTINGS:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
-            ms = [float(subprocess.run([sys.executable, __file__, "--child", json.dumps([kind, threads])], env=env,
-                                       capture_output=True, text=True, check=True).stdout)
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
+            ms = [float(subprocess.run([sys.executable, __file__, "--child", json.dumps([kind, threads])],
+                                       env=env, capture_output=True, text=True, check=True).stdout)
                   for kind in ("autograd", "hand")]
             print(f"| {label} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
     finally:

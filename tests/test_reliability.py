@@ -471,4 +471,5 @@ def test_a_relative_data_dir_works_from_any_folder_later(data_dir, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     saved = json.loads((out / "config.json").read_text())["config"]["data"]["data_dir"]
     assert saved == str(data_dir.resolve())
-    assert main(["sample", str(out), "--sampler", "gaussian", "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    sample = ["sample", str(out), "--sampler", "gaussian", "--n", "4", "--out", str(tmp_path / "s.png")]
+    assert main(sample) == 0

@@ -19,6 +19,8 @@ from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
+COMPONENTS_HELP = "gmm: mixture components (default 400, on 64 principal components)"
+
 
 def _positive(kind: type) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
@@ -103,7 +105,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--components", type=_positive(int), help="gmm: mixture components (default 400, on 64 principal components)")
+    p.add_argument("--components", type=_positive(int), help=COMPONENTS_HELP)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_sample)
 
@@ -150,7 +152,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--n", type=_positive(int), default=5000, help="samples per sampler (default 5000)")
     p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
-    p.add_argument("--components", type=_positive(int), help="gmm: mixture components (default 400, on 64 principal components)")
+    p.add_argument("--components", type=_positive(int), help=COMPONENTS_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_evaluate)
