@@ -64,16 +64,17 @@ class DenseStep:
         self._buffers: dict[int, tuple[list[dict[str, torch.Tensor]], torch.Tensor]] = {}
 
     def _buffers_for(self, x: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
-        """Per layer: pre-norm z, activation y, batch mean/invstd, and gradient buffers; plus x_hat - x."""
+        """Per layer: pre-norm z, activation y, batch mean/invstd, and the gradient buffers it needs
+        (dy behind a ReLU, dx above the first layer); plus x_hat - x."""
         n = len(x)
         if n not in self._buffers:
             def new(*shape: int) -> torch.Tensor:
                 return torch.empty(*shape, dtype=x.dtype, device=x.device)
             layers = [{"z": new(n, lin.out_features), "y": new(n, lin.out_features),
                        "mean": new(lin.out_features), "invstd": new(lin.out_features),
-                       "dy": new(n, lin.out_features),
-                       "dx": new(n, lin.in_features)}
-                      for lin, _, _ in self.layers]
+                       "dy": new(n, lin.out_features) if relu else None,
+                       "dx": new(n, lin.in_features) if k > 0 else None}
+                      for k, (lin, _, relu) in enumerate(self.layers)]
             self._buffers[n] = (layers, new(*x.shape))
         return self._buffers[n]
 
