@@ -88,6 +88,10 @@ def test_gmm_on_principal_components(tmp_path, relu_codes):
     full.save(tmp_path / "full.safetensors")
     sizes = [(tmp_path / f).stat().st_size for f in ("ppca.safetensors", "full.safetensors")]
     assert sizes[0] < 0.4 * sizes[1]
+    sampler.pca_dims = None  # refitted without principal components, it saves the full form
+    sampler.fit(relu_codes).save(tmp_path / "refit.safetensors")
+    refit = load_sampler(tmp_path / "refit.safetensors")
+    np.testing.assert_array_equal(refit.covariances_, full.covariances_)
     with pytest.raises(AelabError, match="pca_dims=0"):
         GMMSampler(pca_dims=0)
 

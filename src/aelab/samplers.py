@@ -293,6 +293,8 @@ class GMMSampler(_Sampler):
             k = select_n_components(codes, random_state=self.random_state, reg_covar=self.reg_covar)
         elif k > n:
             raise AelabError(f"n_components={k} is larger than the {n} codes to fit")
+        for stale in ("pca_components_", "pca_covariances_", "active_std_"):  # from an earlier fit
+            self.__dict__.pop(stale, None)
         active, mean, std, z = _standardize_active(codes)
         self.active_dims_, self.n_components_ = active, int(k)
         self.weights_ = np.full(k, 1.0 / k)
