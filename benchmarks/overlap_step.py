@@ -78,7 +78,7 @@ class OverlappedStep(DenseStep):
         bufs, diff = self._buffers_for(x)
         tasks, done = self.worker.tasks, self.worker.done
         inputs, a = [], x
-        for (lin, bn, relu), b in zip(self.layers, bufs):
+        for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)
             z, h = b["z"], lin.out_features // 2
             if lin.in_features * lin.out_features > 200_000:  # 784 <-> 512: the worker takes half
@@ -88,37 +88,20 @@ class OverlappedStep(DenseStep):
                 done.get()
             else:
                 torch.addmm(lin.bias, a, lin.weight.t(), out=z)
-            _aten.native_batch_norm.out(z, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                        True, bn.momentum, bn.eps,
-                                        out=b["y"], save_mean=b["mean"], save_invstd=b["invstd"])
-            bn.num_batches_tracked.add_(1)
-            if relu:
-                b["y"].relu_()
-            a = b["y"]
-        torch.sub(a, x, out=diff)
-        mse = torch.dot(diff.view(-1), diff.view(-1)) / diff.numel()
-        grad = diff.mul_(2.0 / diff.numel())
+            a = self.normalize(k, b)
+        mse, grad = self.mse_and_grad(a, x, diff)
         posted = 0
-        for k in range(len(self.layers) - 1, -1, -1):
-            (lin, bn, relu), b = self.layers[k], bufs[k]
-            if relu:
-                grad = _aten.threshold_backward.grad_input(grad, b["y"], 0, grad_input=b["dy"])
-            dz, bn.weight.grad, bn.bias.grad = _aten.native_batch_norm_backward(
-                grad, b["z"], bn.weight, bn.running_mean, bn.running_var, b["mean"], b["invstd"],
-                True, bn.eps, [True, True, True])
-
-            def weight_grads(dz=dz, lin=lin, inp=inputs[k]) -> None:
-                torch.sum(dz, dim=0, out=lin.bias.grad)
-                torch.mm(dz.t(), inp, out=lin.weight.grad)
-
-            if k == 0:  # nothing left for the main thread to do: it takes the last layer itself
-                weight_grads()
-                self._adam(0)
-                break
-            tasks.put(weight_grads)
-            grad = torch.mm(dz, lin.weight, out=b["dx"])       # reads W before Adam changes it
+        for k in range(len(self.layers) - 1, 0, -1):
+            lin, b = self.layers[k][0], bufs[k]
+            dz = self.normalize_backward(k, b, grad)
+            tasks.put(lambda lin=lin, dz=dz, inp=inputs[k]: self.weight_grads(lin, dz, inp))
+            grad = torch.mm(dz, lin.weight, out=b["dx"])           # reads W before Adam changes it
             tasks.put(lambda k=k: self._adam(k))
             posted += 2
+        # the first layer: nothing else is left for the main thread, so it takes this one itself
+        dz = self.normalize_backward(0, bufs[0], grad)
+        self.weight_grads(self.layers[0][0], dz, inputs[0])
+        self._adam(0)
         for _ in range(posted):
             done.get()
         return mse

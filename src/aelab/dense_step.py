@@ -87,32 +87,53 @@ class DenseStep:
                 p.grad = torch.empty_like(p)
 
         inputs, a = [], x
-        for (lin, bn, relu), b in zip(self.layers, bufs):
+        for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)
             torch.addmm(lin.bias, a, lin.weight.t(), out=b["z"])
-            _aten.native_batch_norm.out(b["z"], bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                        True, bn.momentum, bn.eps,
-                                        out=b["y"], save_mean=b["mean"], save_invstd=b["invstd"])
-            bn.num_batches_tracked.add_(1)
-            if relu:
-                b["y"].relu_()
-            a = b["y"]
-
-        # MSE = mean((x_hat - x)^2); its gradient 2 (x_hat - x) / numel starts the backward pass
-        torch.sub(a, x, out=diff)
-        mse = torch.dot(diff.view(-1), diff.view(-1)) / diff.numel()
-        grad = diff.mul_(2.0 / diff.numel())
-
+            a = self.normalize(k, b)
+        mse, grad = self.mse_and_grad(a, x, diff)
         for k in range(len(self.layers) - 1, -1, -1):
-            (lin, bn, relu), b = self.layers[k], bufs[k]
-            if relu:  # the mask comes from the ReLU's own output: y > 0 exactly where z_bn > 0
-                grad = _aten.threshold_backward.grad_input(grad, b["y"], 0, grad_input=b["dy"])
-            # (the .out overload of this one computes, then copies: the plain call is faster)
-            dz, bn.weight.grad, bn.bias.grad = _aten.native_batch_norm_backward(
-                grad, b["z"], bn.weight, bn.running_mean, bn.running_var, b["mean"], b["invstd"],
-                True, bn.eps, [True, True, True])
-            torch.sum(dz, dim=0, out=lin.bias.grad)
-            torch.mm(dz.t(), inputs[k], out=lin.weight.grad)
+            lin, b = self.layers[k][0], bufs[k]
+            dz = self.normalize_backward(k, b, grad)
+            self.weight_grads(lin, dz, inputs[k])
             if k > 0:
                 grad = torch.mm(dz, lin.weight, out=b["dx"])
         return mse, {"mse": mse}
+
+    # The parts of __call__, also used by benchmarks/overlap_step.py to schedule them differently
+
+    def normalize(self, k: int, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Layer k's BatchNorm (training mode, running statistics updated) and ReLU: z into y."""
+        _, bn, relu = self.layers[k]
+        _aten.native_batch_norm.out(b["z"], bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                    True, bn.momentum, bn.eps,
+                                    out=b["y"], save_mean=b["mean"], save_invstd=b["invstd"])
+        bn.num_batches_tracked.add_(1)
+        if relu:
+            b["y"].relu_()
+        return b["y"]
+
+    @staticmethod
+    def mse_and_grad(x_hat: torch.Tensor, x: torch.Tensor,
+                     diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MSE = mean((x_hat - x)^2) and its gradient 2 (x_hat - x) / numel, written into diff."""
+        torch.sub(x_hat, x, out=diff)
+        mse = torch.dot(diff.view(-1), diff.view(-1)) / diff.numel()
+        return mse, diff.mul_(2.0 / diff.numel())
+
+    def normalize_backward(self, k: int, b: dict[str, torch.Tensor], grad: torch.Tensor) -> torch.Tensor:
+        """The gradient at layer k's z from the one at its y; fills its BatchNorm's weight/bias grads."""
+        _, bn, relu = self.layers[k]
+        if relu:  # the mask comes from the ReLU's own output: y > 0 exactly where z_bn > 0
+            grad = _aten.threshold_backward.grad_input(grad, b["y"], 0, grad_input=b["dy"])
+        # (the .out overload of this one computes, then copies: the plain call is faster)
+        dz, bn.weight.grad, bn.bias.grad = _aten.native_batch_norm_backward(
+            grad, b["z"], bn.weight, bn.running_mean, bn.running_var, b["mean"], b["invstd"],
+            True, bn.eps, [True, True, True])
+        return dz
+
+    @staticmethod
+    def weight_grads(lin: nn.Linear, dz: torch.Tensor, inputs: torch.Tensor) -> None:
+        """The Linear layer's bias and weight gradients, written into its .grad tensors."""
+        torch.sum(dz, dim=0, out=lin.bias.grad)
+        torch.mm(dz.t(), inputs, out=lin.weight.grad)
