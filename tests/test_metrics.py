@@ -51,11 +51,15 @@ def test_classifier_accuracy_and_cache(mnist, cache_dir, classifier):
     torch.testing.assert_close(cached(x), model(x))
 
 
+def _tiny(mnist, name, n_train=256, n_test=100):
+    """A few real digits under a dataset name of their own: a 1-epoch classifier takes a second."""
+    return SimpleNamespace(name=name, train_images=mnist.train_images[:n_train],
+                           train_labels=mnist.train_labels[:n_train],
+                           test_images=mnist.test_images[:n_test], test_labels=mnist.test_labels[:n_test])
+
+
 def test_corrupt_cache_is_retrained(mnist, tmp_path):
-    small = SimpleNamespace(name="tiny", train_images=mnist.train_images[:256],
-                            train_labels=mnist.train_labels[:256],
-                            test_images=mnist.test_images[:100],
-                            test_labels=mnist.test_labels[:100])
+    small = _tiny(mnist, "tiny")
     load_or_train_classifier(small, tmp_path, epochs=1)
     (weights,) = (tmp_path / "classifiers").glob("tiny-*.safetensors")
     weights.write_bytes(b"garbage")
@@ -66,10 +70,7 @@ def test_corrupt_cache_is_retrained(mnist, tmp_path):
 
 
 def test_cache_key_holds_the_training_recipe(mnist, tmp_path):
-    small = SimpleNamespace(name="tiny", train_images=mnist.train_images[:256],
-                            train_labels=mnist.train_labels[:256],
-                            test_images=mnist.test_images[:100],
-                            test_labels=mnist.test_labels[:100])
+    small = _tiny(mnist, "tiny")
     load_or_train_classifier(small, tmp_path, epochs=1)
     load_or_train_classifier(small, tmp_path, epochs=2)           # not the 1-epoch weights
     load_or_train_classifier(small, tmp_path, epochs=1, seed=1)
@@ -81,9 +82,7 @@ def test_cache_key_holds_the_training_recipe(mnist, tmp_path):
 def test_default_cache_dir_is_cache_root(mnist):
     from aelab.data import cache_root  # conftest points $AELAB_CACHE at a temporary folder
 
-    small = SimpleNamespace(name="tiny2", train_images=mnist.train_images[:128],
-                            train_labels=mnist.train_labels[:128],
-                            test_images=mnist.test_images[:64], test_labels=mnist.test_labels[:64])
+    small = _tiny(mnist, "tiny2", n_train=128, n_test=64)
     load_or_train_classifier(small, epochs=1)
     assert len(list((cache_root() / "classifiers").glob("tiny2-*.safetensors"))) == 1
 
