@@ -85,4 +85,5 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     assert (small_run.path / "figures" / "interpolation.png").stat().st_size > 1000
     table = ev.format_table(result)
     assert f"{rows['sampler normal']['fid']:.2f}" in table
+    assert "decoded validation codes: their FID is flattered" in table
     assert np.isfinite([r["fid"] for r in rows.values()]).all()

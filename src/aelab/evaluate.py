@@ -125,6 +125,9 @@ def format_table(result: dict[str, Any]) -> str:
                      f"| {r['nn_train_distance_median']:.2f} |")
     lines.append(f"\nclassifier test accuracy {result['classifier_test_accuracy']:.4f}; FID against the "
                  f"validation images; dataset {result['dataset']} ({result['source']})")
+    if "decoded validation codes" in result["samples"]:
+        lines.append("decoded validation codes: their FID is flattered (the reference set holds their "
+                     "originals); their NN distance is the yardstick for the samplers'")
     return "\n".join(lines)
 
 
