@@ -35,8 +35,6 @@ from aelab.dense_step import DenseStep
 from aelab.engine import make_optimizer
 from aelab.models import Autoencoder
 
-_aten = torch.ops.aten
-
 
 class Worker:
     """One daemon thread running queued callables in order; each completion is put on `done`."""
@@ -60,7 +58,10 @@ class OverlappedStep(DenseStep):
     """`DenseStep` + the optimizer step, with weight gradients and Adam on a worker thread."""
 
     def __init__(self, model: Autoencoder, optimizer: torch.optim.Adam) -> None:
+        """`optimizer` must have stepped once (after a DenseStep call): this updates its state."""
         super().__init__(model)
+        if any(p.grad is None or p not in optimizer.state for p in model.parameters()):
+            raise ValueError("run one DenseStep and optimizer.step() first: Adam's state must exist")
         self.optimizer, self.worker = optimizer, Worker()
         self.groups = [[lin.weight, lin.bias, bn.weight, bn.bias] for lin, bn, _ in self.layers]
 
