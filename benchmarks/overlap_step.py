@@ -37,11 +37,12 @@ from aelab.models import Autoencoder
 
 
 class Worker:
-    """One daemon thread running queued callables in order; each completion is put on `done`."""
+    """One daemon thread running queued callables in order; `wait()` returns as each one ends and
+    raises what it raised (so a failing task never leaves the main thread waiting forever)."""
 
     def __init__(self) -> None:
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._loop, daemon=True).start()
 
     @torch.no_grad()  # grad mode is per thread
@@ -50,8 +51,14 @@ class Worker:
             task = self.tasks.get()
             try:
                 task()
-            finally:
-                self.done.put(None)
+                self._done.put(None)
+            except BaseException as exc:  # handed to the waiting thread
+                self._done.put(exc)
+
+    def wait(self) -> None:
+        exc = self._done.get()
+        if exc is not None:
+            raise exc
 
 
 class OverlappedStep(DenseStep):
@@ -77,7 +84,7 @@ class OverlappedStep(DenseStep):
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         bufs, diff = self._buffers_for(x)
-        tasks, done = self.worker.tasks, self.worker.done
+        tasks, wait = self.worker.tasks, self.worker.wait
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)
@@ -86,7 +93,7 @@ class OverlappedStep(DenseStep):
                 tasks.put(lambda a=a, z=z, lin=lin, h=h:
                           torch.addmm(lin.bias[h:], a, lin.weight[h:].t(), out=z[:, h:]))
                 torch.addmm(lin.bias[:h], a, lin.weight[:h].t(), out=z[:, :h])
-                done.get()
+                wait()
             else:
                 torch.addmm(lin.bias, a, lin.weight.t(), out=z)
             a = self.normalize(k, b)
@@ -104,7 +111,7 @@ class OverlappedStep(DenseStep):
         self.weight_grads(self.layers[0][0], dz, inputs[0])
         self._adam(0)
         for _ in range(posted):
-            done.get()
+            wait()
         return mse
 
 
@@ -159,14 +166,14 @@ def main() -> None:
     started = time.perf_counter()
     for _ in range(2000):
         worker.tasks.put(lambda: None)
-        worker.done.get()
+        worker.wait()
     print(f"\nround trip main -> worker -> main: {(time.perf_counter() - started) / 2000 * 1e6:.0f} us")
     a, w, out, out2 = torch.rand(128, 784), torch.rand(512, 784), torch.empty(128, 512), torch.empty(128, 512)
     gemm = lambda o=out: torch.mm(a, w.t(), out=o)  # noqa: E731
     alone = ms_per_step(gemm, steps=200) * 1e3
     worker.tasks.put(lambda: [torch.mm(a, w.t(), out=out2) for _ in range(3000)])
     beside = ms_per_step(gemm, steps=200) * 1e3
-    worker.done.get()
+    worker.wait()
     print(f"784 -> 512 GEMM, batch 128: {alone:.0f} us alone, {beside:.0f} us beside a second one")
 
     m1 = Autoencoder()

@@ -4,6 +4,7 @@ import copy
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from aelab.dense_step import DenseStep
@@ -48,3 +49,12 @@ def test_overlapped_step_gives_the_one_thread_weights(mnist):
             assert torch.equal(a, b)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_failing_worker_task_raises_in_the_waiting_thread():
+    worker = _load_script().Worker()
+    worker.tasks.put(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        worker.wait()
+    worker.tasks.put(lambda: None)  # and the worker still runs the next task
+    worker.wait()
