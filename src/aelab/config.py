@@ -159,11 +159,11 @@ def _seed_first_try() -> Config:
 @register_preset("vae", "VAE with the tutorial's widths: Gaussian encoder, BCE + beta*KL, sigmoid "
                  "output, Adam lr 3e-3, 150 epochs")
 def _vae() -> Config:
-    # Measured on the 12k MNIST subset (prior samples, classifier FID of 5,000): lr 1e-3 gave
-    # 203 after 20 epochs, 157 after 50, 140 after 100, 130 after 150; lr 3e-3 gave 143 after
-    # 50 and 119 after 150 (131 with --seed 1), at about 3 minutes of 2-core CPU. The
-    # validation loss hardly moves after 50 epochs (103.4 -> 103.1); the prior samples improve.
-    # Not better: beta 0.5 (184) or 2 (176), batch 64 (174) or 256 (166), all at 50 epochs.
+    # Chosen by `bash scripts/vae_tuning.sh` (12k MNIST subset, classifier FID of 5,000 prior
+    # samples): lr 1e-3 gave 185 / 145 / 129 / 119 after 20 / 50 / 100 / 150 epochs; lr 3e-3
+    # gave 133 after 50 and 108 after 150 (119 with --seed 1), at about 3 minutes of 2-core CPU.
+    # The validation loss hardly moves after 50 epochs (104.0 -> 103.1); the prior samples
+    # improve. Not better at 50 epochs: beta 0.5 (156) or 2 (142), batch 64 (155) or 256 (137).
     cfg = Config()
     cfg.model.kind = "vae"
     cfg.model.output_activation = "sigmoid"
