@@ -1,0 +1,55 @@
+"""How the gmm sampler's default was chosen: sample quality per mixture setting on one run.
+
+    python scripts/gmm_choices.py RUNS_DIR/seed     # a seed run, e.g. from reproduce.sh; ~10 minutes
+
+For each setting it fits `GMMSampler` on the run's training codes (in a copy of the run folder, so
+the run's own fitted sampler is left alone), decodes 5,000 samples and scores them as `aelab
+evaluate` does: classifier FID against the validation images, the confident share, and the
+median distance to the nearest training image. Prints a markdown table.
+"""
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aelab.metrics import frechet_distance, load_or_train_classifier, sample_scores
+from aelab.run import load_run
+from aelab.sampling import run_data, sample_codes
+
+N = 5000
+CHOICES = [  # (label, GMMSampler arguments)
+    ("40 components on all 128 dims", {"n_components": 40, "pca_dims": None}),
+    ("100 components on 32 principal components", {"n_components": 100, "pca_dims": 32}),
+    ("200 on 32", {"n_components": 200, "pca_dims": 32}),
+    ("400 on 32", {"n_components": 400, "pca_dims": 32}),
+    ("400 on 24", {"n_components": 400, "pca_dims": 24}),
+    ("400 on 64 (the default)", {}),
+    ("400 on 64, reg_covar 0.03", {"reg_covar": 0.03}),
+    ("400 on 64, reg_covar 0.1", {"reg_covar": 0.1}),
+]
+
+
+def main(run_dir: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "run"
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("samplers", "samples", "explain"))
+        run = load_run(copy)
+        data = run_data(run)
+        classifier, _ = load_or_train_classifier(data)
+        valid = data.test_images.float() / 255
+        print(f"| gmm setting (n = {N}) | FID | confident > 0.9 | NN distance to train | fit s |")
+        print("|---|---:|---:|---:|---:|")
+        for label, kwargs in CHOICES:
+            started = time.perf_counter()
+            images = run.decode(sample_codes(run, "gmm", N, 0, data=data, **kwargs))
+            seconds = time.perf_counter() - started
+            scores = sample_scores(images, classifier, data.train_images)
+            print(f"| {label} | {frechet_distance(valid, images, classifier):.2f} "
+                  f"| {scores['confident_share']:.3f} | {scores['nn_train_distance_median']:.2f} "
+                  f"| {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
