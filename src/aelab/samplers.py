@@ -238,14 +238,14 @@ class GMMSampler(_Sampler):
         "auto" picks one with ``select_n_components`` (held-out log-likelihood), which chose 10
         for ``Autoencoder()`` codes of the 12k MNIST subset, before and after the final ReLU
         (20 for a sigmoid-output variant); Ghosh et al. used 10. The default, 400 on 64
-        principal components, is chosen by sample quality instead: on the seed run's codes
-        (before the final ReLU, see ``aelab.sampling``) the classifier FID of 5,000 decoded
-        samples was 70 for 40 components on all 128 dims (the previous default, 183 s of
-        fitting), and on 32 principal components 59 (K=100), 53 (200), 50 (400); 400 on 64
-        components gave 45 (39 s), against 32 for decoded training codes. Held-out
-        log-likelihood prefers far fewer components (it falls from K=50 to K=400), so larger
-        mixtures fit the training codes more tightly; samples still stay as far from their
-        nearest training image as decoded held-out codes do (median 4.0 vs 4.2).
+        principal components, is chosen by sample quality instead (``scripts/gmm_choices.py``):
+        on the seed run's codes (before the final ReLU, see ``aelab.sampling``) the classifier
+        FID of 5,000 decoded samples was 62 for 40 components on all 128 dims, and on 32
+        principal components 55 (K=100), 49 (200), 48 (400); 400 on 64 gave 41 (29 s of
+        fitting), against 30 for decoded training codes. Held-out log-likelihood prefers far
+        fewer components (it fell from K=50 to K=400 in a one-off check), so larger mixtures fit
+        the training codes more tightly; samples still stay as far from their nearest training
+        image as decoded validation codes do (median 3.99 vs 4.19).
     pca_dims : int or None
         Fit the mixture on this many principal components of the standardized codes and map it
         back to all dims, adding only ``reg_covar`` in the discarded directions (see
