@@ -39,7 +39,7 @@ def main(run_dir: str) -> None:
         data = run_data(run)
         classifier, _ = load_or_train_classifier(data)
         valid = data.test_images.float() / 255
-        print(f"| gmm setting (n = {N}) | FID | confident > 0.9 | NN distance to train | fit s |")
+        print(f"| gmm setting (n = {N}) | FID | confident > 0.9 | NN distance to train | fit + sample s |")
         print("|---|---:|---:|---:|---:|")
         for label, kwargs in CHOICES:
             started = time.perf_counter()
