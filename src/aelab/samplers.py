@@ -299,15 +299,16 @@ class GMMSampler(_Sampler):
         self.active_dims_, self.n_components_ = active, int(k)
         self.weights_ = np.full(k, 1.0 / k)
         self.means_ = np.tile(mean, (k, 1))
-        self.covariances_ = np.zeros((k, d, d))
-        if len(active):
-            means, covariances, self.weights_ = self._fit_standardized(z, k)
-            self.means_[:, active] = means * std[active] + mean[active]
-            if covariances is None:  # fitted on principal components: kept in that compact form
-                self.active_std_ = std[active]
-                self._expand_covariances()
-            else:
-                self._set_active_covariances(covariances, std[active])
+        if not len(active):  # every dim constant: each component is that one point
+            self.covariances_ = np.zeros((k, d, d))
+            return
+        means, covariances, self.weights_ = self._fit_standardized(z, k)
+        self.means_[:, active] = means * std[active] + mean[active]
+        if covariances is None:  # fitted on principal components: kept in that compact form
+            self.active_std_ = std[active]
+            self._expand_covariances()
+        else:
+            self._set_active_covariances(covariances, std[active])
 
     def _fit_standardized(self, z, k):
         """(means (k, a), covariances (k, a, a), weights (k,)) of a GMM on standardized codes z.
