@@ -166,6 +166,9 @@ class _Sampler:
         for k, v in arrays.items():
             setattr(self, k, v)
 
+    def _finish_load(self):
+        """Derive what the saved arrays leave out; runs after `_check_shapes` accepted them."""
+
 
 class NormalSampler(_Sampler):
     """N(0, I) codes of the fitted codes' dimension: the tutorial's sampler.
@@ -353,16 +356,9 @@ class GMMSampler(_Sampler):
     def _set_state(self, arrays):
         super()._set_state(arrays)
         self.n_components_ = len(self.weights_)
-        if "pca_components_" in arrays:
-            active, d = self.active_dims_, self.n_features_in_
-            k, a = self.n_components_, len(active)
-            p = self.pca_components_.shape[0] if self.pca_components_.ndim == 2 else -1
-            shapes = {"pca_components_": (p, a), "pca_covariances_": (k, p, p), "active_std_": (a,)}
-            for name, shape in shapes.items():
-                if getattr(self, name).shape != shape:
-                    raise RunError(f"{name} has shape {getattr(self, name).shape}, expected {shape}")
-            if a and (active.min() < 0 or active.max() >= d):
-                raise RunError(f"active_dims_ out of range for latent_dim={d}")
+
+    def _finish_load(self):
+        if hasattr(self, "pca_components_"):
             self._expand_covariances()
 
     def _draw(self, n, rng):
@@ -417,11 +413,9 @@ def load_sampler(path):
     layouts = [{"data_min_", "data_max_", *state} for state in sampler._state_layouts()]
     if set(arrays) not in layouts:
         raise RunError(f"{path} holds arrays {sorted(arrays)}, expected {sorted(layouts[0])}")
-    try:
-        sampler._set_state(arrays)
-    except RunError as exc:
-        raise RunError(f"{path}: {exc}") from exc
+    sampler._set_state(arrays)
     _check_shapes(sampler, path)
+    sampler._finish_load()
     return sampler
 
 
@@ -432,6 +426,10 @@ def _check_shapes(sampler, path):
     if hasattr(sampler, "weights_"):
         k = len(sampler.weights_)
         shapes.update(means_=(k, d), covariances_=(k, d, d))
+    if hasattr(sampler, "pca_components_"):  # gmm's compact form, from which covariances_ is built
+        k, a, w = len(sampler.weights_), len(sampler.active_dims_), sampler.pca_components_
+        p = w.shape[0] if w.ndim == 2 else -1
+        shapes.update(pca_components_=(p, a), pca_covariances_=(k, p, p), active_std_=(a,))
     for k, shape in shapes.items():
         if hasattr(sampler, k) and getattr(sampler, k).shape != shape:
             raise RunError(f"{path}: {k} has shape {getattr(sampler, k).shape}, expected {shape}")
