@@ -19,7 +19,8 @@ It measures, on the same 60,000 training images (Fashion-MNIST, or `--data rando
 
 Every measurement runs in a fresh subprocess (this file with `--child`), so peak RSS and thread
 pools do not leak between them; all see the same environment (including the OMP_WAIT_POLICY that
-`import aelab` sets) and thread count. Repeats interleave floor, aelab and baseline, so a busy
+the `aelab` command sets, PASSIVE unless already set, which this file sets the same way) and
+thread count. Repeats interleave floor, aelab and baseline, so a busy
 machine slows each alike; tables show medians over repeats. Wall-clock seconds are the result;
 CPU seconds (all threads of the process) are shown beside them because on a shared machine they
 move far less with other people's load. Results go to `--json`, a markdown table to stdout.
@@ -40,14 +41,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the aelab CLI does, before torch loads
 
-import aelab
-from aelab.config import resolve_config
-from aelab.data import ImageData, load_dataset
-from aelab.engine import cpu_threads, evaluate_loss
-from aelab.models import create_model
-from aelab.training import train
+import torch  # noqa: E402
+
+import aelab  # noqa: E402
+from aelab.data import ImageData, load_dataset  # noqa: E402
+from aelab.engine import cpu_threads, evaluate_loss  # noqa: E402
+from aelab.models import create_model  # noqa: E402
+from aelab.presets import resolve_config  # noqa: E402
+from aelab.training import train  # noqa: E402
 
 BASELINE_BATCH = 128   # the tutorial's DataLoader batch size
 VALID_BATCH = 1000     # aelab.engine.evaluate_loss's batch size, used for the validation floor

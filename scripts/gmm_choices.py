@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from aelab.metrics import frechet_distance, load_or_train_classifier, sample_scores
+from aelab.classifier import load_or_train_classifier
+from aelab.metrics import frechet_distance, sample_scores
 from aelab.run import load_run
-from aelab.sampling import run_data, sample_codes
+from aelab.samplers.fitting import run_data, sample_codes
 
 N = 5000
 CHOICES = [  # (label, GMMSampler arguments)

@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA
 from sklearn.neural_network import MLPClassifier
 
 from aelab.run import load_run
-from aelab.sampling import run_data
+from aelab.samplers.fitting import run_data
 
 N = 5000
 

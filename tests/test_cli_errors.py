@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from aelab.cli import main
-from aelab.config import resolve_config
+from aelab.presets import resolve_config
 from aelab.training import train
 from helpers_reliability import write_small_idx_dir
 

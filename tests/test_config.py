@@ -1,7 +1,8 @@
 import pytest
 
-from aelab.config import config_from_dict, list_presets, resolve_config
+from aelab.config import config_from_dict
 from aelab.errors import AelabError
+from aelab.presets import list_presets, resolve_config
 
 
 def test_presets_match_the_tutorial():

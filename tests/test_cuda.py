@@ -6,8 +6,8 @@ Each test trains on real MNIST on the GPU and compares with what the CPU path gi
 import pytest
 import torch
 
-from aelab.config import resolve_config
 from aelab.engine import evaluate_loss
+from aelab.presets import resolve_config
 from aelab.run import load_run
 from aelab.training import train
 

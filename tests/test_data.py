@@ -19,7 +19,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aelab import data
 from aelab.data import (
     FILES,
     ImageData,
@@ -30,6 +29,8 @@ from aelab.data import (
     load_split_files,
     read_idx,
 )
+from aelab.data import load as data_load
+from aelab.data.registry import DATASETS, Checksum, DatasetSpec
 from aelab.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist-subset"
@@ -115,7 +116,7 @@ def test_bundled_readme_carries_credit_and_checksums():
 def test_registry_matches_official_t10k_files():
     """The t10k files of the subset are the official ones: both registry checksums hold."""
     for name in FILES[2:]:
-        entry = data.REGISTRY["mnist"].checksums[name]
+        entry = DATASETS.get("mnist").checksums[name]
         raw = (SHARED / name).read_bytes()
         assert hashlib.sha256(raw).hexdigest() == entry.sha256
         assert hashlib.md5(raw).hexdigest() == entry.md5
@@ -124,7 +125,7 @@ def test_registry_matches_official_t10k_files():
 def test_registry_is_complete():
     assert list_datasets() == ["mnist", "fashion-mnist", "kmnist"]
     for name in list_datasets():
-        spec = data.REGISTRY[name]
+        spec = DATASETS.get(name)
         assert spec.mirrors and all(m.startswith("http") for m in spec.mirrors)
         assert set(spec.checksums) == set(FILES)
         for c in spec.checksums.values():
@@ -275,8 +276,8 @@ def test_split_and_info(bundled):
 
 
 def test_info_official_when_all_checksums_match(bundled, monkeypatch):
-    spec = data.DatasetSpec((), {f: data.Checksum(s) for f, s in SUBSET_SHA256.items()})
-    monkeypatch.setattr(data, "REGISTRY", {"mnist": spec})
+    spec = DatasetSpec((), {f: Checksum(s) for f, s in SUBSET_SHA256.items()})
+    monkeypatch.setitem(DATASETS._entries, "mnist", (spec, ""))
     assert bundled.info()["official"] is True
 
 
@@ -336,7 +337,7 @@ def test_offline_without_fallback_raises():
 
 
 def test_offline_kmnist_and_fashion_raise(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data_load, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     for name in ("kmnist", "fashion-mnist"):
         with pytest.raises(DataError, match="--data-dir") as err:
             load_dataset(name, log=pytest.fail)
@@ -353,7 +354,7 @@ def test_download_false_falls_back(monkeypatch):
 def test_debian_fashion_folder_is_used(monkeypatch, tmp_path):
     images, labels = small_arrays()
     debian = write_split_folder(tmp_path / "debian", images, labels, images, labels)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", debian)
+    monkeypatch.setattr(data_load, "DEBIAN_FASHION_DIR", debian)
     d = load_dataset("fashion-mnist", log=pytest.fail)
     assert d.source == f"debian {debian}" and d.name == "fashion-mnist"
 

@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 
-from aelab.config import ModelConfig, resolve_config
+from aelab.config import ModelConfig
 from aelab.dense_step import DenseStep, supports
 from aelab.engine import make_optimizer, to_float_batch
 from aelab.models import Autoencoder, create_model
+from aelab.presets import resolve_config
 from aelab.training import train
 
 

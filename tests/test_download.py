@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from aelab import data
 from aelab.data import FILES, cache_root, download_file, load_dataset
+from aelab.data import download as data_download
+from aelab.data.registry import DATASETS, Checksum, DatasetSpec
 from aelab.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist-subset"
@@ -31,7 +32,7 @@ SUBSET_SHA256 = {  # shared/datasets/README.md
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 LABELS = "t10k-labels-idx1-ubyte.gz"  # official file, 4,542 bytes
-OFFICIAL = data.REGISTRY["mnist"].checksums[LABELS]
+OFFICIAL = DATASETS.get("mnist").checksums[LABELS]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -92,9 +93,9 @@ def _isolated(monkeypatch, tmp_path):
 @pytest.fixture
 def subset_registry(monkeypatch):
     """Pretend the shared subset is the official MNIST, so it can pass checksum checks."""
-    spec = data.DatasetSpec(("http://127.0.0.1:9/",),
-                            {f: data.Checksum(sha256=s) for f, s in SUBSET_SHA256.items()})
-    monkeypatch.setattr(data, "REGISTRY", {**data.REGISTRY, "mnist": spec})
+    spec = DatasetSpec(("http://127.0.0.1:9/",),
+                            {f: Checksum(sha256=s) for f, s in SUBSET_SHA256.items()})
+    monkeypatch.setitem(DATASETS._entries, "mnist", (spec, ""))
 
 
 def folder_listing(folder):
@@ -163,7 +164,7 @@ def test_killed_download_leaves_nothing(server, tmp_path, monkeypatch):
         def update(self, n):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "tqdm", Interrupting)
+    monkeypatch.setattr(data_download, "tqdm", Interrupting)
     dest = tmp_path / "dl" / LABELS
     with pytest.raises(KeyboardInterrupt):
         download_file([f"{server.base}/good/{LABELS}"], dest, sha256=OFFICIAL.sha256)

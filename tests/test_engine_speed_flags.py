@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aelab.config import resolve_config
+from aelab.presets import resolve_config
 from aelab.training import train
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"

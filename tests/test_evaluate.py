@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from aelab.cli import main
-from aelab.config import resolve_config
-from aelab.sampling import sample_codes
+from aelab.presets import resolve_config
+from aelab.samplers.fitting import sample_codes
 from aelab.training import train
 
 
@@ -52,10 +52,11 @@ def test_prior_refused_for_an_autoencoder(small_run, capsys):
 
 
 def test_explain_states_the_mechanism_with_the_runs_numbers(small_run, monkeypatch, data):
-    import aelab.evaluate as ev
+    import aelab.samplers.fitting as fitting
+    from aelab.explain import explain_run
 
-    monkeypatch.setattr(ev, "run_data", lambda run: data)
-    md = ev.explain_run(small_run.path)
+    monkeypatch.setattr(fitting, "run_data", lambda run: data)
+    md = explain_run(small_run.path)
     stats = json.loads((md.parent / "explain.json").read_text())
     zero_share = stats["stats"]["zero_share"]
     assert 0.05 < zero_share < 0.95 and stats["stats"]["negative_share"] == 0

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from aelab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from aelab.cli import main
-from aelab.config import resolve_config
 from aelab.data import read_idx
 from aelab.errors import DataError, DivergedError, RunError
+from aelab.presets import resolve_config
 from aelab.run import load_run
 from aelab.training import train
 from helpers_reliability import SHARED_MNIST, message_lines, write_small_idx_dir

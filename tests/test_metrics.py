@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from aelab.classifier import load_or_train_classifier
 from aelab.errors import AelabError
 from aelab.metrics import (
     frechet_distance,
-    load_or_train_classifier,
     pca_baseline,
     reconstruction_metrics,
     sample_scores,

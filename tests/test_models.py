@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from aelab.config import ModelConfig
-from aelab.models import VAE, Autoencoder, create_model, decoder, dense, encoder
+from aelab.models import Autoencoder, DenseVAE, create_model, decoder, dense, encoder
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -41,7 +41,7 @@ def test_shapes_and_code_is_nonnegative():
 
 def test_vae_interface_and_loss_parts():
     torch.manual_seed(0)
-    model = VAE(latent_dim=8)
+    model = DenseVAE(latent_dim=8)
     x = torch.rand(16, 784)
     loss, parts = model.loss(x)
     assert model.encode(x).shape == (16, 8)

@@ -24,6 +24,7 @@ import torch
 import aelab.checkpoint
 import aelab.dense_step
 import aelab.engine
+import aelab.files
 import aelab.models
 import aelab.training
 from aelab.checkpoint import load_checkpoint, save_checkpoint
@@ -252,7 +253,7 @@ def test_save_checkpoint_failure_leaves_the_old_one(tmp_path, monkeypatch, failu
 
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
-    target = {"open": (aelab.checkpoint, "open"), "fsync": (os, "fsync"), "replace": (os, "replace")}
+    target = {"open": (aelab.files, "open"), "fsync": (os, "fsync"), "replace": (os, "replace")}
     with monkeypatch.context() as m:
         m.setattr(*target[failure], fail, raising=False)
         with pytest.raises(RunError, match=f"cannot write {path}: {os.strerror(code)}; the previous "
@@ -274,7 +275,7 @@ def test_read_only_checkpoint_during_training_is_one_line(data_dir, tmp_path, mo
         if str(file).endswith(".checkpoint.safetensors.tmp"):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
         return real_open(file, *args, **kwargs)
-    monkeypatch.setattr(aelab.checkpoint, "open", read_only_for_checkpoints, raising=False)
+    monkeypatch.setattr(aelab.files, "open", read_only_for_checkpoints, raising=False)
     assert main(resume_args(out, "--epochs", "2")) == 1
     line = one_line(capsys.readouterr().err)
     assert line == (f"aelab: error: cannot write {out}/checkpoint.safetensors: Read-only file system; "
@@ -339,7 +340,7 @@ def test_tutorial_first_try_trains_or_stops_with_the_guard(data_dir, tmp_path, c
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert [r["epoch"] for r in records] == [1, 2]
         assert all(torch.isfinite(torch.tensor(r["valid_loss"])) for r in records)
-        from aelab.run import read_weights
+        from aelab.rundir import read_weights
 
         assert all(torch.isfinite(t).all() for t in read_weights(out / "model.safetensors").values())
     else:

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from aelab.config import resolve_config
 from aelab.engine import evaluate_loss
 from aelab.errors import RunError
 from aelab.models import create_model
+from aelab.presets import resolve_config
 from aelab.run import load_run
 from aelab.training import train
 

@@ -3,31 +3,31 @@
     import aelab
     run = aelab.train(aelab.resolve_config("seed", {"epochs": 2}), "runs/demo")
     images = run.sample(16, sampler="gmm")
+
+Importing aelab changes nothing outside it: no environment variable, no torch thread setting.
+The public names load their modules (and torch) on first use, so `aelab.cli` can choose its own
+process's OpenMP policy before torch loads (see `aelab.cli.main`).
 """
 
-import os as _os
+from importlib import import_module
+from typing import Any
 
-# OpenMP threads that spin while waiting turn a busy machine into a 30x slowdown (measured on a
-# shared 2-core box: 900-1800 ms per training step with spinning, 9-40 ms passive). It must be
-# set before torch loads its OpenMP runtime; a user's own setting wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .version import __version__
 
-__version__ = "0.1.0"
+_PUBLIC = {  # name -> module that defines it
+    "Config": "aelab.config", "Run": "aelab.run", "load_run": "aelab.run", "create_model": "aelab.models",
+    "get_preset": "aelab.presets", "list_presets": "aelab.presets", "resolve_config": "aelab.presets",
+    "train": "aelab.training",
+}
 
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from .config import Config, get_preset, list_presets, resolve_config  # noqa: E402
-from .models import create_model  # noqa: E402
-from .run import Run, load_run  # noqa: E402
+__all__ = [*_PUBLIC, "__version__"]
 
 
-def train(config: Config, out: str | Path | None = None, **kwargs: Any) -> Run:
-    """Train `config` into run folder `out`; see `aelab.training.train`."""
-    from .training import train as _train
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'aelab' has no attribute {name!r}")
 
-    return _train(config, out, **kwargs)
 
-
-__all__ = ["Config", "Run", "create_model", "get_preset", "list_presets", "load_run",
-           "resolve_config", "train", "__version__"]
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,4 @@
-"""`python -m aelab ...` runs the command line."""
+"""`python -m aelab ...` runs the command line (see `aelab.cli.main`)."""
 
 import sys
 

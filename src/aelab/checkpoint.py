@@ -1,4 +1,4 @@
-"""Crash-safe, pickle-free checkpoints of the full training state.
+"""Crash-safe, pickle-free checkpoints of the full training state: capture, file, restore.
 
 One safetensors file holds every tensor (model weights, optimizer moments, RNG states, the
 current epoch's permutation and loss sums); its metadata holds the rest as JSON plus a SHA-256
@@ -9,54 +9,32 @@ Writes are atomic: temp file in the same folder, fsync, rename, fsync the folder
 checkpoint stays in place until the new one is complete, and a checkpoint holding a NaN or an
 infinity is never written.
 
-    save_checkpoint("runs/demo/checkpoint.safetensors", {"model.w": w}, {"epoch": 3})
-    tensors, state = load_checkpoint("runs/demo/checkpoint.safetensors")
+    tensors, meta = capture_state(model, optimizer, state, data_gen)
+    save_checkpoint("runs/demo/checkpoint.safetensors", tensors, meta)
+    tensors, meta = load_checkpoint("runs/demo/checkpoint.safetensors")
+    state = restore_state(tensors, meta, model, optimizer, data_gen)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save
+from torch import nn
 
-from .errors import DivergedError, RunError
+from .engine import PARTS, TrainState
+from .errors import AelabError, DivergedError, RunError
+from .files import atomic_write_bytes
 
-__all__ = ["atomic_write_bytes", "save_checkpoint", "load_checkpoint", "tensors_digest",
-           "describe_mismatch"]
+__all__ = ["capture_state", "restore_state", "model_state", "save_checkpoint", "load_checkpoint",
+           "tensors_digest", "describe_mismatch", "FORMAT"]
 
 FORMAT = "aelab-checkpoint-2"  # 2: the digest also covers the JSON state
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # a read-only folder refuses even this; nothing was written there either
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename is still atomic
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor], state_json: str = "") -> str:
@@ -144,3 +122,66 @@ def describe_mismatch(error: Exception) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     specific = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
     return ((specific or lines or [type(error).__name__])[0])[:300]
+
+
+# --- state capture for checkpoints --------------------------------------------------------------
+
+def capture_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                  data_gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Everything needed to continue exactly: tensors for safetensors and a JSON-able dict."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, s in opt["state"].items():
+        for k, v in s.items():
+            tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = data_gen.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if state.perm is not None:
+        tensors["epoch.perm"] = state.perm
+        tensors["epoch.sums"] = state.sums
+    meta = {"epoch": state.epoch, "step": state.step, "epoch_step": state.epoch_step,
+            "epoch_seconds": state.epoch_seconds, "metrics": state.metrics,
+            "param_groups": opt["param_groups"]}
+    return tensors, meta
+
+
+def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
+                  optimizer: torch.optim.Optimizer, data_gen: torch.Generator) -> TrainState:
+    """Inverse of `capture_state`; raises `AelabError` when the checkpoint does not fit the model."""
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                opt_state.setdefault(int(i), {})[name] = v
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+        data_gen.set_state(tensors["rng.data"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        state = TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]),
+                           metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
+                           epoch_seconds=float(meta["epoch_seconds"]))
+        # the checksum proves the file is whole, not that its author was honest: check the state
+        epochs = [m.get("epoch") if isinstance(m, dict) else None for m in state.metrics]
+        if epochs != list(range(1, len(epochs) + 1)) or state.epoch != len(epochs):
+            raise ValueError(f"epoch {state.epoch} does not match its {len(epochs)} metrics records")
+        if state.step < 0 or state.epoch_step < 0:
+            raise ValueError("negative step")
+        if state.epoch_step:
+            perm, sums = tensors["epoch.perm"], tensors["epoch.sums"]
+            if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (len(PARTS) + 1,):
+                raise ValueError("the epoch's permutation or loss sums have the wrong shape")
+            state.perm, state.sums = perm, sums.double()
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise AelabError(f"checkpoint does not fit this model and optimizer "
+                         f"({describe_mismatch(e)})") from None
+    return state
+
+
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a checkpoint's tensors."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

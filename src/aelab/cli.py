@@ -1,20 +1,24 @@
 """Command line: `aelab train | sample | explain | evaluate | report | export`.
 
-Thin by design: parse flags -> build a config -> call the library -> exit code. Usage errors
-exit 2 (argparse); data and runtime errors exit 1 with one line `aelab: error: ...`; Ctrl-C
-during training exits 130 after writing a checkpoint.
+Thin by design: parse flags -> build a config -> call the library -> exit code. Every choice,
+its help and every "unknown X" error come from the registries (presets, datasets, models,
+samplers). Usage errors exit 2 (argparse); data and runtime errors exit 1 with one line
+`aelab: error: ...`; Ctrl-C during training exits 130 after writing a checkpoint.
+
+`main` is the one place that sets process-wide state: before torch loads, it sets
+OMP_WAIT_POLICY=PASSIVE unless the user set it (OpenMP threads that spin while waiting turned a
+busy shared 2-core machine into a 30x slowdown: 900-1800 ms per training step against 9-40 ms
+passive). That is why this module imports nothing heavy at its top.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from .config import DATASETS, DEVICES, OUTPUT_ACTIVATIONS, PRECISIONS, list_presets, resolve_config
 from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
@@ -34,19 +38,31 @@ def _positive(kind: type) -> Callable[[str], int | float]:
     return parse
 
 
+def _choices_help(registry) -> str:
+    """'name: help; name: help' from a registry, for a flag's --help."""
+    return "; ".join(f"{name}: {help}" for name, help in registry.helps().items())
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .config import DEVICES, PRECISIONS
+    from .data.registry import DATASETS
+    from .models import ACTIVATIONS, MODELS
+    from .presets import list_presets
+
     presets = list_presets()
     p = sub.add_parser("train", help="train a model into a run folder",
                        description="Train an autoencoder. Presets: " +
                        "; ".join(f"{k}: {v}" for k, v in presets.items()))
     p.add_argument("--preset", choices=list(presets), help="default: seed")
-    p.add_argument("--dataset", choices=DATASETS, help="default: mnist")
+    p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
     p.add_argument("--epochs", type=_positive(int))
     p.add_argument("--batch-size", type=_positive(int))
     p.add_argument("--lr", type=_positive(float))
     p.add_argument("--latent-dim", type=_positive(int))
-    p.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS)
+    p.add_argument("--model", dest="architecture", choices=MODELS.names(),
+                   help=_choices_help(MODELS) + " (default: the preset's)")
+    p.add_argument("--output-activation", choices=ACTIVATIONS.names())
     p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
@@ -74,10 +90,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise AelabError("--resume and --force contradict each other; choose one")
     overrides = {k: getattr(args, k) for k in (
-        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "output_activation",
-        "beta", "seed", "device", "precision", "compile", "checkpoint_minutes", "tensorboard")}
+        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "architecture",
+        "output_activation", "beta", "seed", "device", "precision", "compile", "checkpoint_minutes",
+        "tensorboard")}
     if args.resume:
-        from .run import RunDir
+        from .rundir import RunDir
 
         fixed = [f"--{k.replace('_', '-')}" for k in ("preset", *overrides)
                  if getattr(args, k) is not None and k not in RESUME_MAY_CHANGE]
@@ -89,6 +106,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg.train.checkpoint_minutes = args.checkpoint_minutes or cfg.train.checkpoint_minutes
         cfg.data.data_dir = args.data_dir or cfg.data.data_dir
     else:
+        from .presets import resolve_config
+
         cfg = resolve_config(args.preset or "seed", overrides)
     args.out = args.out or str(default_run_dir(cfg.preset))  # named now, so Ctrl-C can say where
     train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
@@ -96,11 +115,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
-    from .sampling import list_samplers
+    from .config import DEVICES
+    from .samplers import SAMPLERS
 
     p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
     p.add_argument("run_dir")
-    p.add_argument("--sampler", default="normal", choices=list_samplers())
+    p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
+                   help=_choices_help(SAMPLERS))
     p.add_argument("--n", type=_positive(int), default=128)
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
@@ -111,6 +132,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .figures import grid_figure, save_figure
     from .run import load_run
 
@@ -130,6 +153,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
+    from .config import DEVICES
+
     p = sub.add_parser("explain", help="why N(0, I) noise through the decoder gives no digits, "
                        "measured: RUN_DIR/explain/")
     p.add_argument("run_dir")
@@ -139,7 +164,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .evaluate import explain_run
+    from .explain import explain_run
 
     path = explain_run(args.run_dir, seed=args.seed, device=args.device)
     print(f"aelab: wrote {path}")
@@ -148,6 +173,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .config import DEVICES
+
     p = sub.add_parser("evaluate", help="reconstruction and sample metrics: RUN_DIR/evaluation.json")
     p.add_argument("run_dir")
     p.add_argument("--n", type=_positive(int), default=5000, help="samples per sampler (default 5000)")
@@ -160,13 +187,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run, format_table
+    from .samplers import SAMPLERS
 
     samplers = args.samplers.split(",") if args.samplers else None
-    from .sampling import list_samplers
-
-    unknown = [s for s in samplers or [] if s not in list_samplers()]
-    if unknown:  # before the slow setup, so the error is the only line
-        raise AelabError(f"unknown sampler {unknown[0]!r}; choose from {', '.join(list_samplers())}")
+    for name in samplers or []:  # before the slow setup, so the error is the only line
+        SAMPLERS.get(name)
     result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device,
                           components=args.components)
     print(format_table(result))
@@ -211,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; the user's setting wins
     parser = build_parser()
     args = parser.parse_args(argv)
     from .engine import Interrupted

@@ -1,8 +1,9 @@
-"""Typed configuration and the preset registry.
+"""Typed configuration: the Data, Model and Train dataclasses and their validation.
 
 A run is fully described by a `Config`; it is saved as `config.json` in the run folder, so a
 saved run can always rebuild its model and resume its training.
 
+    >>> from aelab.presets import resolve_config
     >>> cfg = resolve_config("seed", {"epochs": 5})
     >>> cfg.train.epochs, cfg.train.lr
     (5, 0.001)
@@ -12,37 +13,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import AelabError
 
-__all__ = [
-    "DataConfig", "ModelConfig", "TrainConfig", "Config",
-    "register_preset", "list_presets", "get_preset", "resolve_config", "config_from_dict",
-]
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "Config", "config_from_dict", "apply_overrides",
+           "DEVICES", "PRECISIONS"]
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist")
-OUTPUT_ACTIVATIONS = ("relu", "none", "sigmoid")
-MODEL_KINDS = ("ae", "vae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"          # one of DATASETS
+    dataset: str = "mnist"          # a name in aelab.data.DATASETS
     data_dir: str | None = None     # folder with the four IDX files; None: cache/download/bundled
 
 
 @dataclass
 class ModelConfig:
-    kind: str = "ae"                # "ae" (the tutorial's) or "vae"
+    architecture: str = "dense"     # a name in aelab.models.MODELS
+    kind: str = "ae"                # a name in aelab.models.KINDS: "ae" (the tutorial's) or "vae"
     image_dim: int = 784            # 28 * 28 pixels
     latent_dim: int = 128           # h: encoder widths are 4h, 2h, h
     width_dim: int | None = None    # h of the hidden widths 4h, 2h when it differs from latent_dim
-    output_activation: str = "relu"  # "relu" (2nd try), "none" (1st try), "sigmoid"
+    output_activation: str = "relu"  # aelab.models.ACTIVATIONS: "relu" (2nd try), "none" (1st try), "sigmoid"
     beta: float = 1.0               # VAE only: weight of the KL term
 
 
@@ -71,7 +67,11 @@ class Config:
 
     def validate(self) -> Config:
         """Raise `AelabError` naming the first bad value; return self."""
-        def choice(name: str, value: str, options: tuple[str, ...]) -> tuple[bool, str]:
+        from .data.registry import DATASETS
+        from .models import ACTIVATIONS, KINDS, MODELS
+
+        def choice(name: str, value: str, options) -> tuple[bool, str]:
+            options = list(options)
             return value in options, f"{name}={value!r} must be one of {', '.join(options)}"
 
         m, t = self.model, self.train
@@ -98,8 +98,9 @@ class Config:
             (m.width_dim is None or m.width_dim <= 4096,
              f"width_dim={m.width_dim!r} is too large (at most 4096)"),
             choice("dataset", self.data.dataset, DATASETS),
-            choice("kind", m.kind, MODEL_KINDS),
-            choice("output_activation", m.output_activation, OUTPUT_ACTIVATIONS),
+            choice("architecture", m.architecture, MODELS),
+            choice("kind", m.kind, KINDS),
+            choice("output_activation", m.output_activation, ACTIVATIONS),
             choice("device", t.device, DEVICES),
             choice("precision", t.precision, PRECISIONS),
             (m.latent_dim >= 1, f"latent_dim={m.latent_dim!r} must be at least 1"),
@@ -118,61 +119,6 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# Preset registry: a name -> a function returning a fresh Config.
-
-_PRESETS: dict[str, tuple[Callable[[], Config], str]] = {}
-
-
-def register_preset(name: str, help: str) -> Callable[[Callable[[], Config]], Callable[[], Config]]:
-    def wrap(fn: Callable[[], Config]) -> Callable[[], Config]:
-        _PRESETS[name] = (fn, help)
-        return fn
-    return wrap
-
-
-def list_presets() -> dict[str, str]:
-    """Preset names and one-line descriptions, in registration order."""
-    return {name: help for name, (_, help) in _PRESETS.items()}
-
-
-def get_preset(name: str) -> Config:
-    if name not in _PRESETS:
-        raise AelabError(f"unknown preset {name!r}; choose from {', '.join(_PRESETS)}")
-    cfg = _PRESETS[name][0]()
-    cfg.preset = name
-    return cfg
-
-
-@register_preset("seed", "the tutorial's 2nd try: Adam lr 1e-3, batch 128, 20 epochs, MSE, final ReLU")
-def _seed() -> Config:
-    return Config()
-
-
-@register_preset("seed-1st-try", "the tutorial's 1st try: lr 0.1 and no final ReLU")
-def _seed_first_try() -> Config:
-    cfg = Config()
-    cfg.train.lr = 0.1
-    cfg.model.output_activation = "none"
-    return cfg
-
-
-@register_preset("vae", "VAE with the tutorial's widths: Gaussian encoder, BCE + beta*KL, sigmoid "
-                 "output, Adam lr 3e-3, 150 epochs")
-def _vae() -> Config:
-    # Chosen by `bash scripts/vae_tuning.sh` (12k MNIST subset, classifier FID of 5,000 prior
-    # samples): lr 1e-3 gave 185 / 145 / 129 / 119 after 20 / 50 / 100 / 150 epochs; lr 3e-3
-    # gave 133 after 50 and 108 after 150 (119 with --seed 1), at about 3 minutes of 2-core CPU.
-    # The validation loss hardly moves after 50 epochs (104.0 -> 103.1); the prior samples
-    # improve. Not better at 50 epochs: beta 0.5 (156) or 2 (142), batch 64 (155) or 256 (137).
-    cfg = Config()
-    cfg.model.kind = "vae"
-    cfg.model.output_activation = "sigmoid"
-    cfg.train.epochs = 150
-    cfg.train.lr = 3e-3
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------
 
 def _section_of(cfg: Config, key: str) -> str:
     for section in ("data", "model", "train"):
@@ -181,14 +127,13 @@ def _section_of(cfg: Config, key: str) -> str:
     raise AelabError(f"unknown config field {key!r}")
 
 
-def resolve_config(preset: str, overrides: dict[str, Any] | None = None) -> Config:
-    """The preset's config with flat overrides (`{"lr": 0.01, "epochs": 3}`) applied; `None`s skipped."""
-    cfg = get_preset(preset)
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | None = None) -> Config:
+    """`cfg` with flat overrides (`{"lr": 0.01, "epochs": 3}`) applied in place; `None`s skipped."""
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         setattr(getattr(cfg, _section_of(cfg, key)), key, value)
-    return cfg.validate()
+    return cfg
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

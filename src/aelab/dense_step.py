@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import Autoencoder
+from .models.dense import Autoencoder
 
 __all__ = ["DenseStep", "supports"]
 

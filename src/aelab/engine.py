@@ -5,8 +5,8 @@ permutation and takes batches by indexing, converting to float on the fly; losse
 the device and are read only at sync points; Adam is fused where the build supports it; on CPU
 it trains on one thread unless OMP_NUM_THREADS says otherwise (see `cpu_threads`).
 
-Resumable bit for bit: the full state (weights, optimizer moments, RNG states, the epoch's
-permutation and loss sums) is captured by `capture_state` and put back by `restore_state`.
+Resumable bit for bit: `TrainState` plus the model, optimizer and RNGs are the whole state;
+`aelab.checkpoint` captures it into a verified file and puts it back.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import describe_mismatch
+from .checks import is_finite
 from .config import Config
+from .data.images import to_float_images
 from .errors import AelabError, DivergedError
 
-__all__ = ["TrainState", "Interrupted", "make_optimizer", "fit", "evaluate_loss",
-           "capture_state", "restore_state", "to_float_batch", "cpu_threads"]
+__all__ = ["TrainState", "Interrupted", "PARTS", "make_optimizer", "fit", "evaluate_loss", "to_float_batch",
+           "cpu_threads"]
 
 PARTS = ("loss", "mse")  # sums accumulated per epoch, weighted by batch size
 
@@ -54,7 +55,7 @@ class TrainState:
 
 def to_float_batch(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], the tutorial's ToTensor + flatten."""
-    return images_u8.reshape(len(images_u8), -1).float().div_(255.0)
+    return to_float_images(images_u8)
 
 
 def cpu_threads() -> int:
@@ -90,64 +91,6 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.o
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(model.parameters(), lr=lr, foreach=device.type != "cpu")
-
-
-# --- state capture for checkpoints --------------------------------------------------------------
-
-def capture_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-                  data_gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Everything needed to continue exactly: tensors for safetensors and a JSON-able dict."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for i, s in opt["state"].items():
-        for k, v in s.items():
-            tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.data"] = data_gen.get_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    if state.perm is not None:
-        tensors["epoch.perm"] = state.perm
-        tensors["epoch.sums"] = state.sums
-    meta = {"epoch": state.epoch, "step": state.step, "epoch_step": state.epoch_step,
-            "epoch_seconds": state.epoch_seconds, "metrics": state.metrics,
-            "param_groups": opt["param_groups"]}
-    return tensors, meta
-
-
-def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
-                  optimizer: torch.optim.Optimizer, data_gen: torch.Generator) -> TrainState:
-    """Inverse of `capture_state`; raises `AelabError` when the checkpoint does not fit the model."""
-    try:
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, i, name = k.split(".", 2)
-                opt_state.setdefault(int(i), {})[name] = v
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-        torch.set_rng_state(tensors["rng.torch"])
-        data_gen.set_state(tensors["rng.data"])
-        if "rng.cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
-        state = TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]),
-                           metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
-                           epoch_seconds=float(meta["epoch_seconds"]))
-        # the checksum proves the file is whole, not that its author was honest: check the state
-        epochs = [m.get("epoch") if isinstance(m, dict) else None for m in state.metrics]
-        if epochs != list(range(1, len(epochs) + 1)) or state.epoch != len(epochs):
-            raise ValueError(f"epoch {state.epoch} does not match its {len(epochs)} metrics records")
-        if state.step < 0 or state.epoch_step < 0:
-            raise ValueError("negative step")
-        if state.epoch_step:
-            perm, sums = tensors["epoch.perm"], tensors["epoch.sums"]
-            if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (len(PARTS) + 1,):
-                raise ValueError("the epoch's permutation or loss sums have the wrong shape")
-            state.perm, state.sums = perm, sums.double()
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise AelabError(f"checkpoint does not fit this model and optimizer "
-                         f"({describe_mismatch(e)})") from None
-    return state
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -282,7 +225,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
             bar.close()
             if world > 1:
                 dist.all_reduce(sums)
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
+            if not all(is_finite(p) for p in model.parameters()):
                 raise DivergedError(f"weights became non-finite in epoch {epoch}; training stopped, "
                                     f"the last good checkpoint is kept; try a lower --lr (now {tc.lr:g})")
             valid = evaluate_loss(model, valid_u8)

@@ -1,7 +1,6 @@
-"""`aelab evaluate` and `aelab explain`: measure a run and explain its latent space.
+"""`aelab evaluate`: reconstruction and sample metrics of a run, beside its PCA baseline and ceilings.
 
     aelab evaluate runs/seed     # evaluation.json + a printed table
-    aelab explain runs/seed      # runs/seed/explain/explain.md + figures
 
 Every number is computed here from the run's weights and its dataset; nothing is copied in.
 Sample quality is scored with a small CNN digit classifier trained on the same dataset's
@@ -18,22 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .explain import write_explain
+from .classifier import load_or_train_classifier
+from .data.images import to_float_images
 from .figures import grid_figure, interpolation_figure, save_figure
-from .metrics import (
-    frechet_distance,
-    load_or_train_classifier,
-    pca_baseline,
-    reconstruction_metrics,
-    sample_scores,
-)
-from .run import Run, RunDir, load_run
-from .sampling import applicable_samplers, run_data, sample_codes
+from .files import write_json
+from .metrics import frechet_distance, pca_baseline, reconstruction_metrics, sample_scores
+from .run import Run, load_run
+from .samplers.fitting import applicable_samplers, run_data, sample_codes
 
-__all__ = ["evaluate_run", "explain_run", "interpolate", "format_table"]
+__all__ = ["evaluate_run", "interpolate", "format_table"]
 
 
 def _log(line: str) -> None:
@@ -71,7 +65,7 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     classifier, accuracy = load_or_train_classifier(data)
     _log(f"aelab: digit classifier test accuracy {accuracy:.4f}")
     train_u8, valid_u8 = data.train_images, data.test_images
-    valid = valid_u8.float() / 255
+    valid = to_float_images(valid_u8).reshape(-1, 28, 28)
     n = min(n, len(train_u8))
 
     recon = run.reconstruct(valid_u8)
@@ -86,8 +80,8 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     _log(f"aelab: scoring {n} images per row against the {len(valid)} validation images")
     rows = result["samples"]
     pick = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(seed))[:n]
-    rows["real training images"] = _score("real training images", train_u8[pick].float() / 255,
-                                          valid, classifier, train_u8)
+    real_train = to_float_images(train_u8[pick]).reshape(-1, 28, 28)
+    rows["real training images"] = _score("real training images", real_train, valid, classifier, train_u8)
     rows["decoded training codes"] = _score("decoded training codes", run.reconstruct(train_u8[pick]),
                                             valid, classifier, train_u8)
     # How far an image the decoder did not train on lands from its nearest training image: the
@@ -109,7 +103,7 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     pairs = interpolate(run, valid_u8[0:8:2], valid_u8[1:9:2])
     save_figure(interpolation_figure(pairs.numpy(), "straight lines in code space between validation digits"),
                 run.path / "figures" / "interpolation.png")
-    RunDir(run.path).write_json(run.path / "evaluation.json", result)
+    write_json(run.path / "evaluation.json", result)
     return result
 
 
@@ -129,16 +123,3 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("decoded validation codes: their FID is flattered (the reference set holds their "
                      "originals); their NN distance is the yardstick for the samplers'")
     return "\n".join(lines)
-
-
-def explain_run(run_dir: str | Path, seed: int = 0, device: str = "cpu") -> Path:
-    """Measure why N(0, I) codes decode to no digits; write `RUN_DIR/explain/` and return explain.md."""
-    run = load_run(run_dir, device=device)
-    data = run_data(run)
-    train_codes = run.encode(data.train_images).numpy()
-    valid_codes = run.encode(data.test_images).numpy()
-    noise = np.random.default_rng(seed).standard_normal(valid_codes.shape).astype(np.float32)
-    return write_explain(run.path / "explain", train_codes, data.train_labels.numpy(), valid_codes, noise,
-                         decoded_noise_images=run.decode(noise[:32]).numpy(),
-                         decoded_real_images=run.decode(valid_codes[:32]).numpy())
-

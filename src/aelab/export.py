@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes
 from .errors import AelabError
+from .files import atomic_write_bytes
 from .run import load_run
 
 __all__ = ["export_onnx"]

@@ -18,8 +18,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_bytes
-from .run import RunDir
+from .files import atomic_write_bytes
+from .rundir import RunDir
 
 __all__ = ["write_report", "build_report", "format_number"]
 

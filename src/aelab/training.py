@@ -19,17 +19,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import __version__, dense_step
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import dense_step
+from .checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from .config import Config
 from .data import ImageData, load_dataset
+from .data.images import to_float_images
 from .distributed import init_distributed, sync_batchnorm, wrap_ddp
-from .engine import TrainState, capture_state, fit, make_optimizer, restore_state, to_float_batch
+from .engine import TrainState, fit, make_optimizer, to_float_batch
 from .errors import AelabError
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .models import create_model
 from .report import write_report
-from .run import Run, RunDir, load_run, pick_device
+from .run import Run, load_run, pick_device
+from .rundir import RunDir
+from .version import __version__
 
 __all__ = ["train", "default_run_dir"]
 
@@ -110,6 +113,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         train_u8 = data.train_images.to(device)
         valid_u8 = data.test_images.to(device)
         shown = data.test_images[:25]  # the tutorial's first validation batch, 25 images
+        shown_float = to_float_images(shown).reshape(-1, 28, 28).numpy()
         loss_fn = model.loss
         if world > 1:
             loss_fn = wrap_ddp(model, device)
@@ -126,8 +130,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                 return
             run_dir.write_metrics(state.metrics)
             recon = _reconstruct(model, shown.to(device))
-            save_figure(reconstruction_figure(shown.float().numpy() / 255, recon.numpy(),
-                                              f"epoch {record['epoch']}"),
+            save_figure(reconstruction_figure(shown_float, recon.numpy(), f"epoch {record['epoch']}"),
                         run_dir.figures / f"epoch_{record['epoch']:03d}.png")
             if writer is not None:
                 writer.add_scalar("loss/train", record["train_loss"], record["epoch"])
@@ -162,7 +165,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         if rank == 0:
             run_dir.write_weights(model)
             recon = _reconstruct(model, shown.to(device))
-            save_figure(grid_figure(shown.float().numpy() / 255, "validation input"),
+            save_figure(grid_figure(shown_float, "validation input"),
                         run_dir.figures / "result_input.png")
             save_figure(grid_figure(recon.numpy(), "autoencoder output"),
                         run_dir.figures / "result_output.png")

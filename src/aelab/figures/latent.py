@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from aelab.errors import AelabError
 
-from . import figures
+from . import save
 
 __all__ = ["code_histogram", "correlation_heatmap", "dim_stats", "distance_histogram",
            "image_rows", "pca_scatter", "save_figure"]
@@ -33,7 +33,7 @@ def _normal_pdf(x: np.ndarray) -> np.ndarray:
 
 def save_figure(fig: Figure, path, dpi: int = DPI) -> Path:
     """`aelab.figures.save_figure` at this module's dpi."""
-    return figures.save_figure(fig, path, dpi=dpi)
+    return save.save_figure(fig, path, dpi=dpi)
 
 
 def code_histogram(codes: np.ndarray, bins: int = 120) -> Figure:

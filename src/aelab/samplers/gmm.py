@@ -9,51 +9,22 @@ Autoencoders", ICLR 2020) fits a density to the training codes instead::
     new_codes = sampler.sample(64, seed=1)                               # (64, d) float32
     sampler.save("gmm.safetensors"); load_sampler("gmm.safetensors")
 
-Constant ("dead") dimensions are detected in ``fit`` (std < 1e-6), left out of the density
-and put back, exactly, when sampling. With ``clip="observed"`` samples are clipped to the
-per-dimension [min, max] of the fitted codes (a ReLU code is never below 0). The default is
-``clip="none"`` because clipping measured worse: for ``aelab.models.Autoencoder()`` trained 15
-epochs on the 12k subset, the classifier FID of 5,000 decoded GMM samples rose with clipping
-(K=10: 202 -> 227, K=20: 141 -> 159, K=40: 102 -> 112); only the single Gaussian gained
-(407 -> 389). Fitting the codes *before* the encoder's last ReLU and passing the samples through
-a ReLU measured better than either (K=10: 159, K=20: 124, K=40: 104, Gaussian: 358).
+The ``gmm`` sampler and how its defaults were chosen. The default is ``clip="none"`` because
+clipping measured worse: for ``aelab.models.Autoencoder()`` trained 15 epochs on the 12k subset,
+the classifier FID of 5,000 decoded GMM samples rose with clipping (K=10: 202 -> 227, K=20: 141
+-> 159, K=40: 102 -> 112); only the single Gaussian gained (407 -> 389). Fitting the codes
+*before* the encoder's last ReLU and passing the samples through a ReLU measured better than
+either (K=10: 159, K=20: 124, K=40: 104, Gaussian: 358).
 """
 
-import inspect
-import json
-from pathlib import Path
-
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
-from aelab.errors import AelabError, RunError
+from aelab.errors import AelabError
 
-__all__ = [
-    "NormalSampler", "GaussianSampler", "GMMSampler", "PriorSampler",
-    "SAMPLERS", "create_sampler", "list_samplers", "load_sampler", "select_n_components",
-]
+from .base import Sampler, check_codes, standardize_active
+from .registry import SAMPLERS
 
-DEAD_STD = 1e-6  # a dimension whose std is below this is constant ("dead")
-FORMAT = "aelab-sampler-v1"
-
-
-def _check_codes(codes):
-    """Return codes as a float64 array of shape (n_samples, latent_dim), or raise."""
-    codes = np.asarray(codes, dtype=np.float64)
-    if codes.ndim != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:
-        raise AelabError(f"codes must have shape (n_samples >= 2, latent_dim >= 1), "
-                         f"got {codes.shape}")
-    if not np.isfinite(codes).all():
-        raise AelabError("codes contain NaN or inf; check the encoder output")
-    return codes
-
-
-def _standardize_active(codes):
-    """Return (active_dims, mean, std, standardized codes of the active dims)."""
-    mean, std = codes.mean(axis=0), codes.std(axis=0)
-    active = np.flatnonzero(std >= DEAD_STD)
-    return active, mean, std, (codes[:, active] - mean[active]) / std[active]
+__all__ = ["GMMSampler", "select_n_components"]
 
 
 def _fit_gmm(z, n_components, reg_covar, random_state):
@@ -89,8 +60,8 @@ def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0,
     -------
     int
     """
-    codes = _check_codes(codes)
-    _, _, _, z = _standardize_active(codes)
+    codes = check_codes(codes)
+    _, _, _, z = standardize_active(codes)
     if z.shape[1] == 0:
         return 1  # every dimension is constant: one component is all there is
     order = np.random.default_rng(random_state).permutation(len(z))
@@ -103,132 +74,7 @@ def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0,
     return max(scores, key=scores.get)
 
 
-class _Sampler:
-    """Shared fit/sample/save logic. Subclasses set ``name``, ``_state`` and ``_fit``/``_draw``."""
-
-    name = ""
-    _state = ()  # names of learned arrays saved by save()
-
-    def __init__(self, clip="none"):
-        if clip not in ("observed", "none"):
-            raise AelabError(f"clip={clip!r} is not valid; choose 'observed' or 'none'")
-        self.clip = clip
-
-    def get_config(self):
-        """Return the constructor arguments as a dict."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {k: getattr(self, k) for k in names if k != "self"}
-
-    def fit(self, codes):
-        """Fit the sampler to latent codes of shape (n_samples, latent_dim); return self."""
-        codes = _check_codes(codes)
-        self.n_features_in_ = codes.shape[1]
-        self.data_min_, self.data_max_ = codes.min(axis=0), codes.max(axis=0)
-        self._fit(codes)
-        return self
-
-    def sample(self, n, seed):
-        """Draw ``n`` codes with ``np.random.default_rng(seed)``.
-
-        Returns
-        -------
-        ndarray of float32, shape (n, latent_dim)
-        """
-        if not hasattr(self, "n_features_in_"):
-            raise AelabError(f"{type(self).__name__} is not fitted; call fit(codes) first")
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise AelabError(f"n={n!r} must be a positive integer")
-        out = self._draw(int(n), np.random.default_rng(seed))  # (n, latent_dim) float64
-        if self.clip == "observed":
-            out = np.clip(out, self.data_min_, self.data_max_)
-        return out.astype(np.float32)
-
-    def save(self, path):
-        """Write the fitted sampler to a safetensors file (arrays + JSON metadata, no pickle)."""
-        if not hasattr(self, "n_features_in_"):
-            raise AelabError(f"{type(self).__name__} is not fitted; call fit(codes) first")
-        names = ("data_min_", "data_max_") + self._saved_state()
-        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in names}
-        params = json.dumps(self.get_config(), default=int)  # default=int: numpy integers
-        meta = {"format": FORMAT, "sampler": self.name, "params": params}
-        save_file(arrays, str(path), metadata=meta)
-
-    def _saved_state(self):
-        """Names of the learned arrays ``save`` writes."""
-        return self._state
-
-    def _state_layouts(self):
-        """Every set of array names a saved file of this sampler may hold (besides data_min_/max_)."""
-        return [self._state]
-
-    def _set_state(self, arrays):
-        self.n_features_in_ = len(arrays["data_min_"])
-        for k, v in arrays.items():
-            setattr(self, k, v)
-
-    def _finish_load(self):
-        """Derive what the saved arrays leave out; runs after `_check_shapes` accepted them."""
-
-
-class NormalSampler(_Sampler):
-    """N(0, I) codes of the fitted codes' dimension: the tutorial's sampler.
-
-    It ignores everything about the codes except their dimension, which is why it gives no
-    digits for a ReLU autoencoder.
-    """
-
-    name = "normal"
-
-    def _fit(self, codes):
-        pass
-
-    def _draw(self, n, rng):
-        return rng.standard_normal((n, self.n_features_in_))
-
-
-class PriorSampler(NormalSampler):
-    """The N(0, I) prior of a VAE. Same maths as ``normal``, but only meaningful for a VAE."""
-
-    name = "prior"
-
-
-class GaussianSampler(_Sampler):
-    """One full-covariance Gaussian fitted to the codes.
-
-    Attributes
-    ----------
-    mean_ : ndarray (latent_dim,)
-    covariance_ : ndarray (latent_dim, latent_dim), empirical; zero rows for constant dims
-    active_dims_ : ndarray of int, the non-constant dimensions
-    """
-
-    name = "gaussian"
-    _state = ("mean_", "covariance_", "active_dims_")
-
-    def __init__(self, clip="none", reg_covar=1e-6):
-        super().__init__(clip=clip)
-        self.reg_covar = reg_covar
-
-    def _fit(self, codes):
-        active, mean, _, _ = _standardize_active(codes)
-        self.active_dims_, self.mean_ = active, mean
-        self.covariance_ = np.zeros((len(mean), len(mean)))
-        if len(active):
-            cov = np.cov(codes[:, active], rowvar=False).reshape(len(active), len(active))
-            self.covariance_[np.ix_(active, active)] = cov
-
-    def _draw(self, n, rng):
-        a = self.active_dims_
-        out = np.tile(self.mean_, (n, 1))
-        if len(a):
-            cov = self.covariance_[np.ix_(a, a)]
-            cov = cov + self.reg_covar * np.diag(np.diag(cov))  # ridge relative to each variance
-            chol = np.linalg.cholesky(cov)
-            out[:, a] += rng.standard_normal((n, len(a))) @ chol.T
-        return out
-
-
-class GMMSampler(_Sampler):
+class GMMSampler(Sampler):
     """A full-covariance Gaussian mixture fitted to the codes (Ghosh et al., ICLR 2020).
 
     The mixture is fitted with scikit-learn's ``GaussianMixture`` on the non-constant dims,
@@ -298,7 +144,7 @@ class GMMSampler(_Sampler):
             raise AelabError(f"n_components={k} is larger than the {n} codes to fit")
         for stale in ("pca_components_", "pca_covariances_", "active_std_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
-        active, mean, std, z = _standardize_active(codes)
+        active, mean, std, z = standardize_active(codes)
         self.active_dims_, self.n_components_ = active, int(k)
         self.weights_ = np.full(k, 1.0 / k)
         self.means_ = np.tile(mean, (k, 1))
@@ -374,65 +220,5 @@ class GMMSampler(_Sampler):
         return out
 
 
-SAMPLERS = {"normal": NormalSampler, "gaussian": GaussianSampler, "gmm": GMMSampler,
-            "prior": PriorSampler}
-
-
-def list_samplers():
-    """Return the registered sampler names."""
-    return list(SAMPLERS)
-
-
-def create_sampler(name, **kwargs):
-    """Build an unfitted sampler by name, e.g. ``create_sampler("gmm", n_components=10)``."""
-    if name not in SAMPLERS:
-        raise AelabError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    cls = SAMPLERS[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    bad = sorted(set(kwargs) - set(allowed))
-    if bad:
-        raise AelabError(f"sampler {name!r} takes no argument {bad[0]!r}; it takes {allowed}")
-    return cls(**kwargs)
-
-
-def load_sampler(path):
-    """Load a sampler written by ``save``; a missing, corrupt or mismatched file is a RunError."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, SafetensorError) as exc:
-        raise RunError(f"cannot read sampler file {path}: {exc}") from exc
-    if meta.get("format") != FORMAT or meta.get("sampler") not in SAMPLERS:
-        raise RunError(f"{path} is not an aelab sampler file (metadata {meta!r})")
-    try:
-        sampler = create_sampler(meta["sampler"], **json.loads(meta["params"]))
-    except (ValueError, KeyError, TypeError, AelabError) as exc:
-        raise RunError(f"{path} has bad sampler parameters: {exc}") from exc
-    layouts = [{"data_min_", "data_max_", *state} for state in sampler._state_layouts()]
-    if set(arrays) not in layouts:
-        raise RunError(f"{path} holds arrays {sorted(arrays)}, expected {sorted(layouts[0])}")
-    sampler._set_state(arrays)
-    _check_shapes(sampler, path)
-    sampler._finish_load()
-    return sampler
-
-
-def _check_shapes(sampler, path):
-    """Raise RunError when loaded arrays do not fit together."""
-    d = sampler.n_features_in_
-    shapes = {"data_max_": (d,), "mean_": (d,), "covariance_": (d, d)}
-    if hasattr(sampler, "weights_"):
-        k = len(sampler.weights_)
-        shapes.update(means_=(k, d), covariances_=(k, d, d))
-    if hasattr(sampler, "pca_components_"):  # gmm's compact form, from which covariances_ is built
-        k, a, w = len(sampler.weights_), len(sampler.active_dims_), sampler.pca_components_
-        p = w.shape[0] if w.ndim == 2 else -1
-        shapes.update(pca_components_=(p, a), pca_covariances_=(k, p, p), active_std_=(a,))
-    for k, shape in shapes.items():
-        if hasattr(sampler, k) and getattr(sampler, k).shape != shape:
-            raise RunError(f"{path}: {k} has shape {getattr(sampler, k).shape}, expected {shape}")
-    a = getattr(sampler, "active_dims_", np.arange(0))
-    if len(a) and (a.min() < 0 or a.max() >= d):
-        raise RunError(f"{path}: active_dims_ out of range for latent_dim={d}")
+SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (400 components on 64 "
+             "principal components by default)")

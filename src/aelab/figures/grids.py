@@ -1,4 +1,4 @@
-"""Figures for runs: image grids, reconstructions beside inputs, loss curves.
+"""Image grids: samples, reconstructions beside their inputs, interpolation paths.
 
 Every function takes arrays and returns a matplotlib `Figure`; callers save it with
 `save_figure`. Nothing here computes a metric or touches pyplot's global state.
@@ -6,15 +6,10 @@ Every function takes arrays and returns a matplotlib `Figure`; callers save it w
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["image_grid", "grid_figure", "reconstruction_figure", "loss_figure",
-           "interpolation_figure", "save_figure"]
+__all__ = ["image_grid", "grid_figure", "reconstruction_figure", "interpolation_figure"]
 
 
 def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -59,24 +54,6 @@ def reconstruction_figure(inputs: np.ndarray, outputs: np.ndarray, title: str = 
     return fig
 
 
-def loss_figure(metrics: Sequence[dict], title: str = "") -> Figure:
-    """Train and validation loss per epoch from metrics.jsonl records."""
-    epochs = [m["epoch"] for m in metrics]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    ax.plot(epochs, [m["train_loss"] for m in metrics], marker="o", label="train")
-    ax.plot(epochs, [m["valid_loss"] for m in metrics], marker="o", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    if all(m["valid_loss"] > 0 for m in metrics) and all(m["train_loss"] > 0 for m in metrics):
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "loss per epoch")
-    fig.tight_layout()
-    return fig
-
-
 def interpolation_figure(rows: np.ndarray, title: str = "") -> Figure:
     """Rows of images (n_pairs, n_steps, 28, 28), each a path between two digits."""
     n_pairs, n_steps = rows.shape[:2]
@@ -84,20 +61,3 @@ def interpolation_figure(rows: np.ndarray, title: str = "") -> Figure:
     _show(fig.add_subplot(), rows.reshape(-1, 28, 28), title, n_steps)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write a PNG atomically (temp file, then rename), free the figure, and return the path.
-
-    No "Software" metadata, so the same figure gives the same bytes on every run.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        fig.clear()
-    return path

@@ -1,4 +1,4 @@
-"""Latent codes for a run: fit a sampler on the run's training codes once, save it, reuse it.
+"""Samplers for a run: fit one on the run's training codes once, save it, reuse it.
 
     codes = sample_codes(run, "gmm", n=64, seed=0)   # (64, latent_dim) float32 tensor
     images = run.decode(codes)
@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .data import ImageData, load_dataset
-from .errors import AelabError, RunError
-from .samplers import create_sampler, list_samplers, load_sampler
+from aelab.data import ImageData, load_dataset
+from aelab.errors import AelabError, RunError
+
+from .fileformat import load_sampler
+from .registry import create_sampler
 
 if TYPE_CHECKING:
-    from .run import Run
+    from aelab.run import Run
 
-__all__ = ["list_samplers", "applicable_samplers", "run_data", "training_codes", "fitted_sampler",
-           "sample_codes"]
+__all__ = ["applicable_samplers", "run_data", "training_codes", "fitted_sampler", "sample_codes"]
 
 NEEDS_FIT = ("gaussian", "gmm")
 
@@ -75,7 +76,7 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs:
         raise AelabError("the prior sampler applies to VAE runs only; an autoencoder has no prior "
                          "(use gaussian or gmm)")
     sampler = create_sampler(name, **kwargs)
-    if name not in NEEDS_FIT:
+    if name not in NEEDS_FIT:  # nothing to learn but the code size
         return sampler.fit(np.zeros((2, run.latent_dim), dtype=np.float32))
     path = run.path / "samplers" / f"{name}.safetensors"
     if path.is_file():
