@@ -22,7 +22,7 @@ import torch
 
 from aelab import load_run
 from aelab.errors import AelabError, RunError
-from aelab.sampling import applicable_samplers, run_data
+from aelab.samplers.fitting import applicable_samplers, run_data
 
 from . import validate
 from .drawing import INK, center_like_mnist
