@@ -7,7 +7,8 @@ Every answer that shows an image must equal what `Run.decode` / `Run.reconstruct
 The browser test drives Debian's /usr/bin/chromium through Playwright (no browser is downloaded);
 without chromium it fails, unless AELAB_SKIP_BROWSER=1 says to skip it. It saves a screenshot;
 AELAB_UPDATE_FIGURES=1 (or a missing docs/figures/explore.png) copies it there, and
-AELAB_EXPLORE_RUN=RUN_DIR points the browser test at an existing run instead of a fresh one.
+AELAB_EXPLORE_RUN=RUN_DIR points the browser test at (a copy of) an existing run on the same MNIST
+files instead of a fresh 1-epoch one: that is how the committed figure shows a trained model.
 """
 
 from __future__ import annotations
@@ -341,6 +342,7 @@ def _check_fitting(page, run) -> None:
         page.click("#fit")
     assert fit.value.status == 202 and '"fitting"' in fit.value.text()
     samples = _wait(page, f"{IDLE} && window.aelab.samples.gaussian")
+    assert page.evaluate("() => window.aelab.sawFitting")  # the page showed "fitting..." meanwhile
     assert page.text_content("#sampler-gaussian .state") == "ready"
     assert page.text_content("#sampler-gmm .state") == "not fitted"
     assert close(samples["images"], run.sample(16, sampler="gaussian", seed=0).reshape(16, -1))
@@ -352,9 +354,10 @@ def test_browser_draw_slide_map_interpolate_sample(run_dirs, mnist, tmp_path):
         pytest.skip("AELAB_SKIP_BROWSER=1")
     from playwright.sync_api import sync_playwright
 
-    run_dir = Path(os.environ.get("AELAB_EXPLORE_RUN") or tmp_path / "run")
-    if not os.environ.get("AELAB_EXPLORE_RUN"):
-        shutil.copytree(run_dirs["ae"], run_dir, ignore=shutil.ignore_patterns("samplers"))
+    given = os.environ.get("AELAB_EXPLORE_RUN")  # a copy: the test moves the folder away at the end
+    run_dir = tmp_path / "run"
+    shutil.copytree(given or run_dirs["ae"], run_dir,
+                    ignore=None if given else shutil.ignore_patterns("samplers"))
     run = aelab.load_run(run_dir)
     url, stop = start_background(create_app(run_dir, log=lambda s: None))
     requests, problems, shot = [], [], tmp_path / "explore.png"

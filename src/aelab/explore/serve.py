@@ -87,6 +87,9 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, open_b
         app = create_app(run_dir, allowed_hosts=allowed_hosts(host), log=_stderr)
         url = url_of(sock)
         log(f"aelab explore: {url}  ({Path(run_dir)}; Ctrl-C stops)")
+        if allowed_hosts(host) is None and host not in ("::1", "[::1]"):
+            _stderr(f"aelab explore: warning: listening on {host}, so anyone who can reach this machine "
+                    f"can use the page (it has no login)")
         if open_browser:
             threading.Timer(0.5, webbrowser.open, args=(url,)).start()
         _server(app).run(sockets=[sock])

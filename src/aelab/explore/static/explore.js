@@ -262,9 +262,10 @@
     r.images.forEach((img, i) => paint(c, img, true, 28 * (i % 4), 28 * Math.floor(i / 4)));
   }
 
-  async function refreshSamplers() {
-    const st = await api("samplers");
+  async function refreshSamplers(answer) { // answer: a status the server just gave (the fit request's)
+    const st = answer || await api("samplers");
     S.samplerStatus = st;
+    if (st.samplers.some((s) => s.state === "fitting")) S.sawFitting = true;
     const loads = [];
     for (const s of st.samplers) {
       const box = samplerBox(s.name);
@@ -279,12 +280,15 @@
       : missing.length ? `Not fitted yet: ${missing.map((s) => s.name).join(", ")}.` : "Every sampler of this run is fitted.";
     $("seed-label").textContent = `seed ${S.seed}`;
     await Promise.all(loads);
-    if (st.fitting) setTimeout(() => refreshSamplers().catch((e) => showMessage(e.message)), 1000);
+    if (st.fitting && !S.polling) {
+      S.polling = true;
+      setTimeout(() => { S.polling = false; refreshSamplers().catch((e) => showMessage(e.message)); }, 1000);
+    }
   }
 
   function setupSamplers() {
     $("fit").addEventListener("click", async () => {
-      try { $("fit").disabled = true; await api("fit", {}); await refreshSamplers(); } catch (e) { showMessage(e.message); }
+      try { $("fit").disabled = true; await refreshSamplers(await api("fit", {})); } catch (e) { showMessage(e.message); }
     });
     $("new-samples").addEventListener("click", async () => {
       S.seed += 1; S.samples = {};
