@@ -280,8 +280,14 @@ def _decoded(run, codes) -> torch.Tensor:
 
 
 def _check_drawing(page, run) -> None:
-    """A stroke like a 7 drawn with the mouse; the page's reconstruction is the run's, pixel for pixel."""
+    """A tap, Clear, then a stroke like a 7 drawn with the mouse: the page's reconstruction is the run's."""
     box = page.locator("#pad").bounding_box()
+    page.touchscreen.tap(box["x"] + 140, box["y"] + 140)  # a finger leaves a dot
+    tapped = _wait(page, f"{IDLE} && window.aelab.draw.input && window.aelab.draw")
+    assert max(tapped["pad"]) > 0.5 and tapped["count"] >= 1
+    page.click("#clear")
+    _wait(page, f"{IDLE} && window.aelab.draw.input === null")
+    assert "empty" in page.text_content("#draw-status")
     page.mouse.move(box["x"] + 70, box["y"] + 60)
     page.mouse.down()
     for x, y in [(130, 60), (200, 60), (185, 110), (160, 170), (140, 230)]:
@@ -355,7 +361,7 @@ def test_browser_draw_slide_map_interpolate_sample(run_dirs, mnist, tmp_path):
     from playwright.sync_api import sync_playwright
 
     given = os.environ.get("AELAB_EXPLORE_RUN")  # a copy: the test moves the folder away at the end
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / (Path(given).name if given else "run")
     shutil.copytree(given or run_dirs["ae"], run_dir,
                     ignore=None if given else shutil.ignore_patterns("samplers"))
     run = aelab.load_run(run_dir)
@@ -364,7 +370,7 @@ def test_browser_draw_slide_map_interpolate_sample(run_dirs, mnist, tmp_path):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, has_touch=True)
             page.on("request", lambda r: requests.append(r.url))
             page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
             page.on("pageerror", lambda e: problems.append(f"page error {e}"))

@@ -276,7 +276,7 @@
     }
     const missing = st.samplers.filter((s) => s.state === "not fitted" || s.state === "error");
     $("fit").disabled = st.fitting || missing.length === 0;
-    $("fit-status").textContent = st.fitting ? "fitting... (a gmm takes about half a minute)"
+    $("fit-status").textContent = st.fitting ? "fitting... (a gmm can take minutes)"
       : missing.length ? `Not fitted yet: ${missing.map((s) => s.name).join(", ")}.` : "Every sampler of this run is fitted.";
     $("seed-label").textContent = `seed ${S.seed}`;
     await Promise.all(loads);
