@@ -130,8 +130,9 @@ def test_train_errors_are_one_line(folders, capsys, tmp_path):
     assert_one_error_line(["train", "--out", str(run), "--resume", "--force"], capsys, "contradict")
     assert_one_error_line(["train", "--resume"], capsys, "--resume needs --out RUN_DIR")
     assert_one_error_line(["train", "--out", str(run), "--resume", "--lr", "0.1", "--preset", "vae"], capsys,
-                          "--resume continues the run as configured; --preset, --lr cannot change "
-                          "(only --epochs, --data-dir, --checkpoint-minutes)")
+                          "--resume continues the run as configured; --preset vae (the run has seed), "
+                          "--lr 0.1 (the run has 0.001) cannot change (only --epochs, --data-dir, "
+                          "--checkpoint-minutes can)")
     assert_one_error_line(["train", "--data-dir", str(data), "--out", str(tmp_path / "b"),
                            "--batch-size", "1"], capsys, "batch_size=1 must be at least 2")
     assert_one_error_line(["train", "--data-dir", str(folders["file"]), "--out", str(tmp_path / "c")],

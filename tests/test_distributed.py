@@ -79,3 +79,22 @@ def test_two_processes_match_one(tmp_path, data_dir):
     assert multi.stderr.count("aelab: finished") == 1
     saved = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert saved["data"]["n_train"] == N_TRAIN
+
+
+def test_sync_batchnorm_converts_a_model_for_gpus_on_cpu():
+    """The GPU branch (torch's SyncBatchNorm) is reachable on CPU: conversion needs no device."""
+    import torch
+
+    from aelab.distributed import GlobalBatchNorm, sync_batchnorm
+    from aelab.models import Autoencoder
+
+    model = Autoencoder(latent_dim=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    converted = sync_batchnorm(model, torch.device("cuda"))
+    norms = [m for m in converted.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 6 and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    after = converted.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    cpu = sync_batchnorm(Autoencoder(latent_dim=8), torch.device("cpu"))
+    assert sum(isinstance(m, GlobalBatchNorm) for m in cpu.modules()) == 6
+

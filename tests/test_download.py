@@ -11,6 +11,7 @@ Nothing here touches the internet: every call passes mirrors= or AELAB_MIRRORS o
 import http.server
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
+            return
+        if kind == "trickle":  # a byte every 20 ms, never a gap long enough for a read timeout
+            for i in range(len(body)):
+                try:
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
+                time.sleep(0.02)
             return
         self.wfile.write(body)
 
@@ -146,6 +156,21 @@ def test_interrupted_download_leaves_nothing(server, tmp_path):
         download_file([f"{server.base}/cut/{LABELS}"], dest)  # no checksum: length alone
     assert folder_listing(dest.parent) == []
     assert server.requests == [f"/cut/{LABELS}"] * 2  # two attempts per mirror
+
+
+def test_a_mirror_that_trickles_bytes_is_given_up_on_by_rate_and_deadline(server, tmp_path, monkeypatch):
+    """Each read returns within the timeout, so only an average rate and an overall deadline stop it."""
+    dest = tmp_path / "dl" / LABELS
+    monkeypatch.setattr(data_download, "GRACE_S", 0.3)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="too slow"):
+        download_file([f"{server.base}/trickle/{LABELS}"], dest, sha256=OFFICIAL.sha256)
+    assert time.monotonic() - started < 10  # 4,542 bytes at 50 bytes/s would take 90 s
+    monkeypatch.setattr(data_download, "MIN_RATE", 0)
+    monkeypatch.setattr(data_download, "DEADLINE_S", 0.5)
+    with pytest.raises(DataError, match="gave up after 0.5 s"):
+        download_file([f"{server.base}/trickle/{LABELS}"], dest, sha256=OFFICIAL.sha256)
+    assert folder_listing(dest.parent) == []
 
 
 def test_killed_download_leaves_nothing(server, tmp_path, monkeypatch):

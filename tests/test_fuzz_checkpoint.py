@@ -325,7 +325,7 @@ def test_wrong_shape_checkpoint_is_refused_on_resume(real_run, tiny_data, tmp_pa
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 1
     assert "checkpoint does not fit this model" in one_line(capsys)
     shutil.copy(other / "model.safetensors", run / "model.safetensors")
-    with pytest.raises(RunError, match=r"do not fit its config \(size mismatch for encoder\.0\.0\.weight"):
+    with pytest.raises(RunError, match=r"do not fit the run.s config \(size mismatch for encoder\.0\.0\."):
         load_run(run)
     assert main(["sample", str(run), "--n", "4"]) == 1
     assert "size mismatch for encoder.0.0.weight" in one_line(capsys)

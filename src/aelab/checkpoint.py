@@ -29,12 +29,14 @@ from torch import nn
 
 from .engine import PARTS, TrainState
 from .errors import AelabError, DivergedError, RunError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, check_inside
+from .records import check_metrics, is_number
 
 __all__ = ["capture_state", "restore_state", "model_state", "save_checkpoint", "load_checkpoint",
            "tensors_digest", "describe_mismatch", "FORMAT"]
 
-FORMAT = "aelab-checkpoint-2"  # 2: the digest also covers the JSON state
+FORMAT = "aelab-checkpoint-2"
+MAX_CHECKPOINT_BYTES = 4 << 30  # 2: the digest also covers the JSON state
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor], state_json: str = "") -> str:
@@ -87,8 +89,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     file holds.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise RunError(f"no checkpoint at {path}")
+    check_inside(path, path.parent)
+    if path.is_symlink() or not path.is_file():
+        raise RunError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise RunError(f"{path} is larger than the {MAX_CHECKPOINT_BYTES:,} bytes aelab reads")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -166,6 +173,8 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
                            metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
                            epoch_seconds=float(meta["epoch_seconds"]))
         # the checksum proves the file is whole, not that its author was honest: check the state
+        check_metrics(state.metrics, "the checkpoint's metrics")
+        _check_param_groups(meta["param_groups"])
         epochs = [m.get("epoch") if isinstance(m, dict) else None for m in state.metrics]
         if epochs != list(range(1, len(epochs) + 1)) or state.epoch != len(epochs):
             raise ValueError(f"epoch {state.epoch} does not match its {len(epochs)} metrics records")
@@ -176,10 +185,21 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
             if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (len(PARTS) + 1,):
                 raise ValueError("the epoch's permutation or loss sums have the wrong shape")
             state.perm, state.sums = perm, sums.double()
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+    except (KeyError, ValueError, TypeError, RuntimeError, RunError) as e:
         raise AelabError(f"checkpoint does not fit this model and optimizer "
                          f"({describe_mismatch(e)})") from None
     return state
+
+
+def _check_param_groups(groups: Any) -> None:
+    """Adam's saved hyperparameters: numbers where numbers belong (lr, eps, betas, weight_decay)."""
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("the optimizer's param_groups are not a list of objects")
+    for g in groups:
+        betas = g.get("betas")
+        if not all(is_number(g.get(k)) for k in ("lr", "eps", "weight_decay")) or not (
+                isinstance(betas, list) and len(betas) == 2 and all(is_number(b) for b in betas)):
+            raise ValueError("the optimizer's lr, eps, betas or weight_decay are not numbers")
 
 
 def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

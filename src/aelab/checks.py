@@ -1,4 +1,4 @@
-"""The one finiteness check: is every value of a tensor or array a real number?
+"""The one finiteness check (is every value of a tensor or array a real number?) and size bounds.
 
     require_finite(codes, "codes contain NaN or inf; check the encoder output")
 """
@@ -12,7 +12,9 @@ import torch
 
 from .errors import AelabError
 
-__all__ = ["is_finite", "require_finite"]
+__all__ = ["is_finite", "require_finite", "check_sample_count", "MAX_SAMPLES"]
+
+MAX_SAMPLES = 100_000  # images one call may draw: 100,000 x 784 float32 = 314 MB
 
 
 def is_finite(x: Any) -> bool:
@@ -28,3 +30,10 @@ def require_finite(x: Any, message: str, error: type[AelabError] = AelabError) -
     if not is_finite(x):
         raise error(message)
     return x
+
+
+def check_sample_count(n: Any) -> int:
+    """`n` as a number of images to draw: a whole number from 1 to MAX_SAMPLES, else `AelabError`."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
+        raise AelabError(f"n={n!r} must be a whole number from 1 to {MAX_SAMPLES:,}")
+    return int(n)

@@ -1,4 +1,4 @@
-"""Command line: `aelab train | sample | explain | evaluate | report | export`.
+"""Command line: `aelab train | sample | explain | evaluate | report | export | explore`.
 
 Thin by design: parse flags -> build a config -> call the library -> exit code. Every choice,
 its help and every "unknown X" error come from the registries (presets, datasets, models,
@@ -9,6 +9,9 @@ samplers). Usage errors exit 2 (argparse); data and runtime errors exit 1 with o
 OMP_WAIT_POLICY=PASSIVE unless the user set it (OpenMP threads that spin while waiting turned a
 busy shared 2-core machine into a 30x slowdown: 900-1800 ms per training step against 9-40 ms
 passive). That is why this module imports nothing heavy at its top.
+
+Longer than 300 lines because every command's flags and its handler sit side by side, one short
+pair per command; a command that grows more than a handful of lines moves into its own module.
 """
 
 from __future__ import annotations
@@ -24,9 +27,14 @@ from .errors import AelabError
 __all__ = ["main", "build_parser"]
 
 COMPONENTS_HELP = "gmm: mixture components (default 400, on 64 principal components)"
+MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
+MAX_COMPONENTS = 10_000
+MAX_EPOCHS, MAX_BATCH, MAX_LATENT = 100_000, 65_536, 1024  # aelab.config's bounds
+PATH_ARGS = ("run_dir", "out", "npy", "data_dir", "onnx")
 
 
-def _positive(kind: type) -> Callable[[str], int | float]:
+def _positive(kind: type, most: int | float | None = None) -> Callable[[str], int | float]:
+    """An argparse type: a positive `kind`, at most `most`."""
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -34,8 +42,20 @@ def _positive(kind: type) -> Callable[[str], int | float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        if most is not None and not value <= most:
+            raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {most:,})")
         return value
     return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 2**32 - 1")
+    return value
 
 
 def _choices_help(registry) -> str:
@@ -56,15 +76,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=list(presets), help="default: seed")
     p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
-    p.add_argument("--epochs", type=_positive(int))
-    p.add_argument("--batch-size", type=_positive(int))
+    p.add_argument("--epochs", type=_positive(int, MAX_EPOCHS))
+    p.add_argument("--batch-size", type=_positive(int, MAX_BATCH))
     p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--latent-dim", type=_positive(int))
+    p.add_argument("--latent-dim", type=_positive(int, MAX_LATENT))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
     p.add_argument("--output-activation", choices=ACTIVATIONS.names())
     p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
@@ -80,6 +100,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "checkpoint_minutes")  # the rest would change the run
+FLAGS = {"architecture": "--model"}  # config fields whose flag is not --field-name
+
+
+def _flag(field: str) -> str:
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _saved_value(cfg, field: str):
+    from .config import section_of
+
+    return cfg.preset if field == "preset" else getattr(getattr(cfg, section_of(cfg, field)), field)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -96,12 +127,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         from .rundir import RunDir
 
-        fixed = [f"--{k.replace('_', '-')}" for k in ("preset", *overrides)
-                 if getattr(args, k) is not None and k not in RESUME_MAY_CHANGE]
-        if fixed:
-            raise AelabError(f"--resume continues the run as configured; {', '.join(fixed)} cannot change "
-                             f"(only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)})")
         cfg, _ = RunDir(args.out).read_config()
+        given = {"preset": args.preset, **overrides}
+        changed = [f"{_flag(k)} {v} (the run has {now})" for k, v in given.items()
+                   if v is not None and k not in RESUME_MAY_CHANGE and v != (now := _saved_value(cfg, k))]
+        if changed:  # the same values as the run's own are fine: re-running a command with --resume works
+            raise AelabError(f"--resume continues the run as configured; {', '.join(changed)} cannot change "
+                             f"(only {', '.join(_flag(k) for k in RESUME_MAY_CHANGE)} can)")
         cfg.train.epochs = args.epochs or cfg.train.epochs
         cfg.train.checkpoint_minutes = args.checkpoint_minutes or cfg.train.checkpoint_minutes
         cfg.data.data_dir = args.data_dir or cfg.data.data_dir
@@ -122,32 +154,35 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
                    help=_choices_help(SAMPLERS))
-    p.add_argument("--n", type=_positive(int), default=128)
+    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128)
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--components", type=_positive(int), help=COMPONENTS_HELP)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_sample)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import io
+
     import numpy as np
 
     from .figures import grid_figure, save_figure
+    from .files import atomic_write_bytes
     from .run import load_run
 
+    if args.components and args.sampler != "gmm":
+        raise AelabError(f"--components applies to the gmm sampler only, not {args.sampler}")
     run = load_run(args.run_dir, device=args.device)
     kwargs = {"n_components": args.components} if args.components else {}
     images = run.sample(args.n, args.sampler, args.seed, **kwargs).numpy()
     out = Path(args.out) if args.out else run.path / "samples" / f"{args.sampler}.png"
-    try:
-        save_figure(grid_figure(images[:256], f"{args.sampler} codes through the decoder"), out)
-        if args.npy:
-            Path(args.npy).parent.mkdir(parents=True, exist_ok=True)
-            np.save(args.npy, images.astype(np.float32))
-    except OSError as e:
-        raise AelabError(f"cannot write samples: {e.strerror or e}") from None
+    save_figure(grid_figure(images[:256], f"{args.sampler} codes through the decoder"), out)
+    if args.npy:
+        buffer = io.BytesIO()
+        np.save(buffer, images.astype(np.float32))
+        atomic_write_bytes(args.npy, buffer.getvalue())
     print(f"aelab: wrote {out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
@@ -158,7 +193,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="why N(0, I) noise through the decoder gives no digits, "
                        "measured: RUN_DIR/explain/")
     p.add_argument("run_dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_explain)
 
@@ -177,10 +212,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="reconstruction and sample metrics: RUN_DIR/evaluation.json")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=_positive(int), default=5000, help="samples per sampler (default 5000)")
+    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=5000,
+                   help="samples per sampler (default 5000)")
     p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
-    p.add_argument("--components", type=_positive(int), help=COMPONENTS_HELP)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -226,11 +262,52 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a two-line usage error: a short usage line, then the error (the full usage of
+    a long command wraps over many lines)."""
+
+    def error(self, message: str):  # argparse's own hook
+        self.exit(2, f"usage: {self.prog} ... (see {self.prog} --help)\n{self.prog}: error: {message}\n")
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="the run's latent space in the browser (needs aelab[explore])",
+                       description="Serve a local page over the run's latent space: draw a digit, move "
+                       "along principal directions, a map of the codes, interpolation, samples. "
+                       "Example: aelab explore runs/seed --port 8000")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this "
+                   "machine only)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=_cmd_explore)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 65535")
+    return value
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, open_browser=args.open)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aelab", description="Autoencoders on MNIST-like data: "
+    parser = _Parser(prog="aelab", description="Autoencoders on MNIST-like data: "
                                      "reproduce, explain, sample, measure.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_explain, _add_evaluate, _add_report, _add_export):
+    from .version import __version__
+
+    parser.add_argument("--version", action="version", version=f"aelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_train, _add_sample, _add_explain, _add_evaluate, _add_report, _add_export, _add_explore):
         add(sub)
     return parser
 
@@ -240,8 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .engine import Interrupted
+    from .files import user_path
 
     try:
+        for name in PATH_ARGS:  # ~ expanded once, here; ~nosuchuser is one line
+            if getattr(args, name, None):
+                label = "RUN_DIR" if name == "run_dir" else f"--{name.replace('_', '-')}"
+                setattr(args, name, str(user_path(getattr(args, name), label)))
         return args.func(args)
     except Interrupted as e:
         out = getattr(args, "out", None) or "RUN_DIR"
@@ -257,6 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aelab: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("aelab: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, unless AELAB_DEBUG=1 asks for the traceback
+        if os.environ.get("AELAB_DEBUG"):
+            raise
+        print(f"aelab: error: unexpected {type(e).__name__}: {str(e)[:300]} (a bug in aelab; "
+              f"AELAB_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "Config", "config_from_di
            "DEVICES", "PRECISIONS"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_LATENT = 1024     # widths 4h = 4096 at most: a model of ~30M parameters
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -94,9 +97,17 @@ class Config:
             if not ok:
                 raise AelabError(message)
         checks = [
-            (m.latent_dim <= 4096, f"latent_dim={m.latent_dim!r} is too large (at most 4096)"),
-            (m.width_dim is None or m.width_dim <= 4096,
-             f"width_dim={m.width_dim!r} is too large (at most 4096)"),
+            (m.latent_dim <= MAX_LATENT, f"latent_dim={m.latent_dim!r} is too large (at most {MAX_LATENT})"),
+            (m.width_dim is None or m.width_dim <= MAX_LATENT,
+             f"width_dim={m.width_dim!r} is too large (at most {MAX_LATENT})"),
+            (t.epochs <= MAX_EPOCHS, f"epochs={t.epochs!r} is too large (at most {MAX_EPOCHS:,})"),
+            (t.batch_size <= MAX_BATCH, f"batch_size={t.batch_size!r} is too large (at most {MAX_BATCH:,})"),
+            (0 <= t.seed < 2**32, f"seed={t.seed!r} must be from 0 to 2**32 - 1"),
+            (self.data.data_dir is None or isinstance(self.data.data_dir, str),
+             f"data_dir={self.data.data_dir!r} must be a folder name"),
+            (isinstance(self.preset, str), f"preset={self.preset!r} must be a name"),
+            (all(isinstance(v, bool) for v in (t.compile, t.tensorboard)), "compile and tensorboard must be "
+             "true or false"),
             choice("dataset", self.data.dataset, DATASETS),
             choice("architecture", m.architecture, MODELS),
             choice("kind", m.kind, KINDS),
@@ -120,7 +131,8 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 
-def _section_of(cfg: Config, key: str) -> str:
+def section_of(cfg: Config, key: str) -> str:
+    """The section (data, model, train) that holds config field `key`."""
     for section in ("data", "model", "train"):
         if key in {f.name for f in fields(getattr(cfg, section))}:
             return section
@@ -132,7 +144,7 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | None = None) -> Con
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        setattr(getattr(cfg, _section_of(cfg, key)), key, value)
+        setattr(getattr(cfg, section_of(cfg, key)), key, value)
     return cfg
 
 

@@ -87,7 +87,7 @@ class GlobalBatchNorm(nn.BatchNorm1d):
 def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Share BatchNorm statistics across ranks: SyncBatchNorm on GPUs, `GlobalBatchNorm` on CPU."""
     if device.type != "cpu":
-        return nn.SyncBatchNorm.convertsync_batchnorm(model)
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for module in model.modules():
         if type(module) is nn.BatchNorm1d:
             module.__class__ = GlobalBatchNorm  # same parameters and buffers, global statistics

@@ -12,13 +12,16 @@ dynamo-based exporter, so they compute what `Run.encode` and `Run.decode` comput
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import AelabError
+from .errors import AelabError, RunError
 from .files import atomic_write_bytes
 from .run import load_run
 
@@ -68,6 +71,8 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
         raise AelabError(f"cannot create {out}: {e.strerror or e}") from None
     # the exporter logs a warning per torchvision operator it cannot register; none is used here
@@ -83,9 +88,29 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         }
     finally:
         registration.setLevel(level)
-    paths = []
-    for name, data in models.items():
+    for data in models.values():
         onnx.checker.check_model(onnx.load_from_string(data))
-        atomic_write_bytes(out / name, data)
-        paths.append(out / name)
-    return paths
+    return write_pair(out, models)
+
+
+def write_pair(out: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write files that belong together (an encoder and its decoder) so they never mix runs.
+
+    All are written and fsynced in a temporary folder inside `out` first; only when every one is
+    complete are they renamed into place (renames need no space), so a full disk leaves the old
+    pair as it was.
+    """
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    except OSError as e:
+        raise RunError(f"cannot write {out}: {e.strerror or e}") from None
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(staging / name, data)
+        for name in files:
+            os.replace(staging / name, out / name)
+    except OSError as e:
+        raise RunError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in files]

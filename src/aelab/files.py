@@ -1,4 +1,5 @@
-"""Safe writes: every file aelab writes goes through `atomic_write_bytes`.
+"""Safe file access: every write goes through `atomic_write_bytes`, every read of a file aelab
+wrote earlier through `read_inside` (no symlinks, no special files, bounded size).
 
 A crash, a kill or a full disk leaves either the old file or the new one under the real name,
 never half of one: the bytes go to a hidden temp file in the same folder, are fsynced, and
@@ -11,15 +12,18 @@ is one `RunError` line naming the file; the temp file is removed.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError
+from .errors import AelabError, RunError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "figure_png_bytes"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "figure_png_bytes", "read_inside",
+           "check_inside", "is_file_inside", "parse_json", "user_path"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -63,3 +67,111 @@ def figure_png_bytes(fig: Any, dpi: int) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+# --- reads: every file aelab reads back is untrusted input -------------------------------------
+
+def read_inside(path: str | Path, root: str | Path, max_bytes: int) -> bytes:
+    """The bytes of regular file `path` below folder `root`, read without following any symlink.
+
+    Refused with one `RunError` naming the file: a symlink anywhere between `root` and the file
+    (so nothing outside the folder is ever read), anything but a regular file (a FIFO, a device
+    such as /dev/zero, a folder), and a file over `max_bytes`, before it is read.
+    """
+    path, root = Path(path), Path(root)
+    check_inside(path, root)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RunError(f"{path} is a symlink; aelab reads only files inside the run folder") from None
+        raise RunError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunError(f"{path} is not a regular file")
+        if st.st_size > max_bytes:
+            raise RunError(f"{path} is {st.st_size:,} bytes, more than the {max_bytes:,} aelab reads "
+                           f"for this file")
+        chunks, total = [], 0
+        while total <= max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:  # it grew while being read
+            raise RunError(f"{path} is more than the {max_bytes:,} bytes aelab reads for this file")
+        return b"".join(chunks)
+    except OSError as e:
+        raise RunError(f"cannot read {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def check_inside(path: str | Path, root: str | Path) -> None:
+    """Raise `RunError` unless `path` lies below `root` through real folders only (no symlinks)."""
+    path, root = Path(path), Path(root)
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        raise RunError(f"{path} is outside {root}") from None
+    if ".." in rel.parts:
+        raise RunError(f"{path} is outside {root}")
+    current = root
+    for part in rel.parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return  # the caller reports a missing file in its own words
+        except OSError as e:
+            raise RunError(f"cannot read {current}: {e.strerror or e}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise RunError(f"{current} is a symlink; aelab reads only files inside the run folder")
+
+
+def is_file_inside(path: str | Path, root: str | Path) -> bool:
+    """True when `path` is a regular file below `root` reached without any symlink."""
+    try:
+        check_inside(path, root)
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (RunError, OSError):
+        return False
+
+
+def parse_json(data: bytes, where: str | Path, max_depth: int = 32) -> Any:
+    """JSON from untrusted bytes: UTF-8, at most `max_depth` levels deep, else one `RunError`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{where} is not UTF-8 text") from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise RunError(f"{where} is nested too deeply") from None
+    except ValueError as e:
+        raise RunError(f"{where} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if _depth(obj, max_depth) > max_depth:
+        raise RunError(f"{where} is nested more than {max_depth} levels deep")
+    return obj
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counting stops once it passes `limit`."""
+    stack, deepest = [(obj, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def user_path(text: str | Path, what: str = "path") -> Path:
+    """A path a user typed, with `~` expanded; `~nosuchuser` is one `AelabError`, not a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise AelabError(f"{what} {str(text)!r}: cannot expand {str(text).split('/')[0]!r}") from None

@@ -18,8 +18,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write_bytes
+from .errors import RunError
+from .files import atomic_write_bytes, check_inside
+from .records import check_evaluation
 from .rundir import RunDir
+
+MAX_IMAGES = 400  # images from one folder: more would make a page nobody reads
 
 __all__ = ["write_report", "build_report", "format_number"]
 
@@ -55,8 +59,16 @@ def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _image(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _image(run: RunDir, path: Path, caption: str, skipped: list[str] | None = None) -> str:
+    """A PNG of the run folder embedded as data; a refused file raises, or with `skipped` is noted."""
+    try:
+        data = base64.b64encode(run.read_png(path)).decode("ascii")
+    except RunError as e:
+        if skipped is None:
+            raise
+        skipped.append(str(e))
+        return f'<p class="muted">skipped: {escape(str(e))}</p>'
+
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
@@ -89,7 +101,7 @@ def _json_tables(d: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _markdown(text: str, folder: Path) -> str:
+def _markdown(image, text: str, folder: Path) -> str:
     """The markdown `aelab explain` writes: headings, paragraphs, pipe tables, images by file name."""
     out = []
     for block in re.split(r"\n\s*\n", text.strip()):
@@ -102,8 +114,8 @@ def _markdown(text: str, folder: Path) -> str:
             cells = [row for row in cells if not all(set(c) <= set(":- ") for c in row)]
             out.append(_table(cells[0], cells[1:]))
         elif m := re.fullmatch(r"!\[(.*?)\]\((.*?)\)", block.strip()):
-            path = folder / Path(m.group(2)).name
-            out.append(_image(path, m.group(1)) if path.is_file() else "")
+            path = folder / Path(m.group(2)).name  # a file name only: nothing outside the folder
+            out.append(image(path, m.group(1)) if _present(path) else "")
         elif re.fullmatch(r"\*[^*].*\*", block.strip()):
             continue  # an image caption; the figure carries it already
         else:
@@ -111,11 +123,32 @@ def _markdown(text: str, folder: Path) -> str:
     return "\n".join(out)
 
 
-def build_report(run_dir: str | Path) -> str:
-    """The HTML page for a run folder; raises `RunError` when it is not one."""
+def _present(path: Path) -> bool:
+    """Something is there (a file, or a symlink the reader will refuse)."""
+    return path.exists() or path.is_symlink()
+
+
+def _pngs(run: RunDir, folder: Path, pattern: str = "*.png") -> list[Path]:
+    """PNG files of a run's subfolder, sorted; the folder itself must not be a symlink."""
+    if not _present(folder):
+        return []
+    check_inside(folder, run.path)
+    return sorted(folder.glob(pattern))[:MAX_IMAGES]
+
+
+def build_report(run_dir: str | Path, skipped: list[str] | None = None) -> str:
+    """The HTML page for a run folder; raises `RunError` when it is not one.
+
+    An image aelab refuses to read (a symlink, not a PNG, too large) raises too, unless `skipped`
+    is a list: then the page notes it and the reason is appended there.
+    """
     run = RunDir(run_dir)
+
+    def image(path: Path, caption: str) -> str:
+        return _image(run, path, caption, skipped)
+
     cfg, _ = run.read_config()  # validates the folder
-    saved = json.loads(run.config.read_text())
+    saved = run.read_saved_config()
     metrics = run.read_metrics()
     title = f"aelab run {run.path.resolve().name}"
     s = [f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -131,40 +164,37 @@ def build_report(run_dir: str | Path) -> str:
                         "metrics"))
     else:
         s.append('<p class="muted">no finished epoch yet (metrics.jsonl is empty)</p>')
-    if (run.figures / "loss.png").is_file():
-        s.append(_image(run.figures / "loss.png", "loss per epoch"))
+    if _present(run.figures / "loss.png"):
+        s.append(image(run.figures / "loss.png", "loss per epoch"))
 
     shown = {"loss.png"}
     s.append('<h2 id="results">Reconstructions</h2>')
     for name, caption in (("result_input.png", "validation input"),
                           ("result_output.png", "final reconstruction")):
-        if (run.figures / name).is_file():
+        if _present(run.figures / name):
             shown.add(name)
-            s.append(_image(run.figures / name, caption))
-    for path in sorted(run.figures.glob("epoch_*.png")):
+            s.append(image(run.figures / name, caption))
+    for path in _pngs(run, run.figures, "epoch_[0-9][0-9][0-9].png"):
         shown.add(path.name)
-        s.append(_image(path, f"epoch {int(path.stem.split('_')[1])}"))
+        s.append(image(path, f"epoch {int(path.stem.split('_')[1])}"))
 
-    samples = sorted((run.path / "samples").glob("*.png"))
+    samples = _pngs(run, run.path / "samples")
     if samples:
         s.append('<h2 id="samples">Samples per sampler</h2>')
-        s += [_image(p, f"sampler {p.stem}") for p in samples]
-    others = [p for p in sorted(run.figures.glob("*.png")) if p.name not in shown]
+        s += [image(p, f"sampler {p.stem}") for p in samples]
+    others = [p for p in _pngs(run, run.figures) if p.name not in shown]
     if others:
         s.append('<h2 id="figures">Other figures</h2>')
-        s += [_image(p, p.stem.replace("_", " ")) for p in others]
+        s += [image(p, p.stem.replace("_", " ")) for p in others]
 
     evaluation = run.path / "evaluation.json"
-    if evaluation.is_file():
+    if _present(evaluation):
         s.append('<h2 id="evaluation">Evaluation</h2>')
-        try:
-            s.append(_json_tables(json.loads(evaluation.read_text())))
-        except ValueError:
-            s.append('<p class="muted">evaluation.json is not valid JSON; run aelab evaluate again</p>')
+        s.append(_json_tables(check_evaluation(run.read_json(evaluation), str(evaluation))))
     explain = run.path / "explain" / "explain.md"
-    if explain.is_file():
+    if _present(explain):
         s.append('<h2 id="explain">Explain: the latent space</h2>')
-        s.append(_markdown(explain.read_text(encoding="utf-8"), explain.parent))
+        s.append(_markdown(image, run.read_text(explain), explain.parent))
 
     s.append('<h2 id="config">Config</h2>')
     s.append(_table(["key", "value"], _flatten(saved), "config"))
@@ -172,9 +202,9 @@ def build_report(run_dir: str | Path) -> str:
     return "\n".join(s)
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write `RUN_DIR/report.html` (atomically) and return its path."""
-    html = build_report(run_dir)
+def write_report(run_dir: str | Path, skipped: list[str] | None = None) -> Path:
+    """Write `RUN_DIR/report.html` (atomically) and return its path; `skipped` as in `build_report`."""
+    html = build_report(run_dir, skipped)
     path = Path(run_dir) / "report.html"
     atomic_write_bytes(path, html.encode("utf-8"))
     return path

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from .checkpoint import describe_mismatch, load_checkpoint, model_state
+from .checks import check_sample_count, require_finite
 from .config import Config
 from .data.images import to_float_images
-from .errors import RunError
+from .errors import AelabError, RunError
 from .models import create_model
 from .rundir import RunDir, read_weights
 
@@ -65,15 +66,30 @@ class Run:
         x = to_float_images(images)
         fn = self.model.encode_preactivation if preactivation else self.model.encode
         out = [fn(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
-        return torch.cat(out) if out else x.new_zeros(0, self.latent_dim)
+        codes = torch.cat(out) if out else x.new_zeros(0, self.latent_dim)
+        return require_finite(codes, f"the encoder of {self.path} produced NaN or inf codes", RunError)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
         """Codes (n, latent_dim) -> images (n, 28, 28) float, clipped to [0, 1], on the CPU."""
-        z = torch.as_tensor(codes, dtype=torch.float32)
+        z = self._codes(codes)
         out = [self.model.decode(z[i:i + batch_size].to(self.device)).float().cpu()
                for i in range(0, len(z), batch_size)]
-        return torch.cat(out).clamp(0, 1).reshape(-1, 28, 28) if out else torch.zeros(0, 28, 28)
+        images = torch.cat(out).reshape(-1, 28, 28) if out else torch.zeros(0, 28, 28)
+        require_finite(images, f"the decoder of {self.path} produced NaN or inf pixels", RunError)
+        return images.clamp(0, 1)
+
+    def _codes(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Codes as float32 (n, latent_dim), checked: the right size, finite."""
+        try:
+            z = torch.as_tensor(codes if torch.is_tensor(codes) else np.asarray(codes), dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise AelabError("codes must be a numeric array of shape (n, latent_dim)") from None
+        if z.ndim == 1 and len(z) == self.latent_dim:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise AelabError(f"codes must have shape (n, {self.latent_dim}), got {tuple(z.shape)}")
+        return require_finite(z, "codes contain NaN or inf")
 
     def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         return self.decode(self.encode(images))
@@ -82,6 +98,7 @@ class Run:
         """n images (n, 28, 28) from codes drawn by a sampler (fitted on training codes if needed)."""
         from .samplers.fitting import sample_codes  # here: fitting loads the dataset
 
+        check_sample_count(n)
         return self.decode(sample_codes(self, sampler, n, seed, **kwargs))
 
 
@@ -90,14 +107,17 @@ def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> R
     run_dir = RunDir(path)
     cfg, data_info = run_dir.read_config()
     model = create_model(cfg.model)
-    if weights == "final" or not run_dir.checkpoint.is_file():
-        state = read_weights(run_dir.model)
+    if weights not in ("final", "checkpoint"):
+        raise AelabError(f"weights={weights!r} must be 'final' or 'checkpoint'")
+    if weights == "final" or not run_dir.has_file(run_dir.checkpoint):
+        state = read_weights(run_dir.model, run_dir.path)
     else:
         state = model_state(load_checkpoint(run_dir.checkpoint)[0])
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RunError(f"weights in {run_dir.path} do not fit its config ({describe_mismatch(e)})") from None
+        source = run_dir.model if weights == "final" else run_dir.checkpoint
+        raise RunError(f"weights in {source} do not fit the run's config ({describe_mismatch(e)})") from None
     dev = pick_device(device)
     model.to(dev).eval()
     return Run(run_dir.path, cfg, model, dev, data_info, run_dir.read_metrics())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +29,23 @@ from safetensors.torch import save
 
 from .checks import is_finite
 from .config import Config, config_from_dict
-from .errors import DivergedError, RunError
-from .files import atomic_write_bytes, write_json
+from .errors import AelabError, DivergedError, RunError
+from .files import atomic_write_bytes, check_inside, is_file_inside, parse_json, read_inside, write_json
+from .records import check_data_record, check_metrics
 
-__all__ = ["RunDir", "read_weights"]
+__all__ = ["RunDir", "read_weights", "MARKER"]
+
+MARKER = ".aelab-run"  # written into every run folder aelab creates; --force needs it
+MAX_JSON_BYTES = 16 << 20  # config.json, metrics.jsonl, evaluation.json, explain texts
+MAX_PNG_BYTES = 32 << 20
+MAX_WEIGHTS_BYTES = 2 << 30
+# what each command writes, by folder: `--force` removes these and nothing else
+OUTPUTS = {".": ("config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors",
+                 "evaluation.json", "evaluation.md", "report.html"),
+           "figures": ("epoch_[0-9][0-9][0-9].png", "loss.png", "result_input.png", "result_output.png",
+                       "interpolation.png", "manifold.png", "codes.png"),
+           "samples": ("*.png",), "samplers": ("*.safetensors",), "evaluation": ("*.png", "*.json"),
+           "explain": ("explain.md", "explain.json", "*.png"), "tensorboard": ("events.out.tfevents.*",)}
 
 
 class RunDir:
@@ -58,33 +70,53 @@ class RunDir:
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
-            if (self.path / "samplers").is_dir():  # fitted to codes of weights about to change
-                shutil.rmtree(self.path / "samplers")
+            self._remove_outputs(("samplers",))  # fitted to codes of weights about to change
             return
-        if self.path.exists() and not self.path.is_dir():
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
             raise RunError(f"{self.path} exists and is not a folder")
-        if self.path.is_dir() and self._holds_files() and not force:
+        holds_files = self.path.is_dir() and self._holds_files()
+        if holds_files and not force:
             raise RunError(f"{self.path} already holds a run; use --resume to continue it "
                            f"or --force to overwrite it")
+        if holds_files and not self.is_aelab_run():
+            raise RunError(f"{self.path} holds files aelab did not write (no {MARKER} marker); "
+                           f"--force overwrites only aelab run folders: choose another --out")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            if force:
+                self._remove_outputs()
             self.figures.mkdir(exist_ok=True)
+            atomic_write_bytes(self.path / MARKER, b"aelab run folder\n")
         except OSError as e:
             raise RunError(f"cannot create run folder {self.path}: {e.strerror or e}") from None
-        if force:  # what aelab wrote there, and only that: the new run must not show old results
-            for p in (self.metrics, self.model, self.checkpoint, self.config, self.path / "evaluation.json",
-                      self.path / "evaluation.md", self.path / "report.html"):
-                p.unlink(missing_ok=True)
-            for d in (self.figures, self.path / "samples", self.path / "samplers", self.path / "explain",
-                      self.path / "tensorboard"):
-                if d.is_dir():
-                    shutil.rmtree(d)
-            self.figures.mkdir()
+
+    def is_aelab_run(self) -> bool:
+        """Whether aelab wrote this folder: its marker, or (from before markers) a readable config."""
+        if is_file_inside(self.path / MARKER, self.path):
+            return True
+        try:
+            saved = parse_json(read_inside(self.config, self.path, MAX_JSON_BYTES), self.config)
+            return isinstance(saved, dict) and "aelab" in saved.get("versions", {})
+        except (RunError, AttributeError):
+            return False
+
+    def _remove_outputs(self, folders: tuple[str, ...] = tuple(OUTPUTS)) -> None:
+        """Delete what aelab's commands write (`OUTPUTS`) and nothing else, then empty folders."""
+        for folder in folders:
+            patterns, base = OUTPUTS[folder], self.path / folder
+            if base.is_symlink() or not base.is_dir():
+                continue
+            for pattern in patterns:
+                for p in base.glob(pattern):
+                    if p.is_symlink() or p.is_file():
+                        p.unlink()
+            if folder != "." and not any(base.iterdir()):
+                base.rmdir()
 
     def _holds_files(self) -> bool:
         """Anything beyond what a start that failed early leaves behind (`.lock`, an empty `figures/`)."""
         for p in self.path.iterdir():
-            if p.name == ".lock" or (p == self.figures and p.is_dir() and not any(p.iterdir())):
+            if p.name in (".lock", MARKER) or (p == self.figures and p.is_dir() and not any(p.iterdir())):
                 continue
             return True
         return False
@@ -95,17 +127,23 @@ class RunDir:
 
         The kernel drops the lock when the process ends, however it ends (SIGKILL included), so a
         stale `.lock` file never blocks a resume. The holder's pid is written into it for the
-        message the next process shows.
+        message the next process shows. A process that finishes removes the file while it still
+        holds the lock; one that opened the old file meanwhile sees it is gone and tries again.
         """
-        try:
-            fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
-        try:
+        for _ in range(5):
+            fd = self._open_lock()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunError(self._busy_message(fd)) from None
+                message = self._busy_message(fd)
+                os.close(fd)
+                raise RunError(message) from None
+            if self._same_file(fd):
+                break
+            os.close(fd)  # the holder removed the file we opened: lock the current one
+        else:
+            raise RunError(f"cannot lock {self.path}: its lock file keeps changing")
+        try:
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -113,7 +151,23 @@ class RunDir:
                 pass  # the pid is only for the message; the lock itself is held
             yield
         finally:
+            try:
+                self.lockfile.unlink()  # still locked: nobody else holds it now
+            except OSError:
+                pass
             os.close(fd)
+
+    def _open_lock(self) -> int:
+        try:
+            return os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.lockfile, follow_symlinks=False).st_ino
+        except OSError:
+            return False
 
     def _busy_message(self, fd: int) -> str:
         try:
@@ -147,27 +201,56 @@ class RunDir:
     def write_metrics(self, records: list[dict]) -> None:
         atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in records).encode())
 
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics.is_file():
-            return []
-        try:
-            return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
-        except ValueError:
-            raise RunError(f"{self.metrics} is not valid JSON lines") from None
+    def read_bytes(self, path: Path, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+        """A file of this run folder, read without following symlinks, at most `max_bytes`."""
+        return read_inside(path, self.path, max_bytes)
 
-    def read_config(self) -> tuple[Config, dict]:
-        """The run's Config and the data record saved beside it."""
+    def read_json(self, path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+        return parse_json(self.read_bytes(path, max_bytes), path)
+
+    def read_text(self, path: Path, max_bytes: int = MAX_JSON_BYTES) -> str:
+        try:
+            return self.read_bytes(path, max_bytes).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RunError(f"{path} is not UTF-8 text") from None
+
+    def read_png(self, path: Path) -> bytes:
+        data = self.read_bytes(path, MAX_PNG_BYTES)
+        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise RunError(f"{path} is not a PNG image")
+        return data
+
+    def has_file(self, path: Path) -> bool:
+        """A regular file inside the folder, reached without symlinks."""
+        return is_file_inside(path, self.path)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists() and not self.metrics.is_symlink():
+            return []
+        text = self.read_text(self.metrics)
+        records = [parse_json(line.encode(), f"{self.metrics} line {n}")
+                   for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        return check_metrics(records, str(self.metrics))
+
+    def read_saved_config(self) -> dict:
+        """config.json as saved: {"config": ..., "data": ..., "versions": ...}, checked as JSON."""
         if not self.path.is_dir():
             raise RunError(f"no run folder at {self.path}")
-        try:
-            d = json.loads(self.config.read_text())
-        except FileNotFoundError:
-            raise RunError(f"{self.path} is not a run folder (no config.json)") from None
-        except ValueError:
-            raise RunError(f"{self.config} is not valid JSON") from None
-        if not isinstance(d, dict):
+        if not self.config.exists() and not self.config.is_symlink():
+            raise RunError(f"{self.path} is not a run folder (no config.json)")
+        saved = self.read_json(self.config)
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
             raise RunError(f"{self.config} is not an aelab config")
-        return config_from_dict(d.get("config", {})), d.get("data", {})
+        return saved
+
+    def read_config(self) -> tuple[Config, dict]:
+        """The run's Config and the data record saved beside it, both validated."""
+        saved = self.read_saved_config()
+        try:
+            cfg = config_from_dict(saved["config"])
+        except AelabError as e:
+            raise RunError(f"{self.config}: {e}") from None
+        return cfg, check_data_record(saved.get("data"), str(self.config))
 
     def write_weights(self, model: torch.nn.Module, path: Path | None = None) -> None:
         """Atomically write the model's weights; refuses (and writes nothing) if any is NaN or inf."""
@@ -179,13 +262,22 @@ class RunDir:
         atomic_write_bytes(path or self.model, save(state, metadata={"format": "aelab-weights-1"}))
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
+def read_weights(path: Path, root: Path | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (inside folder `root`, no symlinks), every one finite."""
+    root = root or path.parent
+    if not path.exists() and not path.is_symlink():
         raise RunError(f"no weights at {path}: the run has not finished (try --resume)")
+    check_inside(path, root)
+    if path.is_symlink() or not path.is_file():
+        raise RunError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise RunError(f"{path} is larger than the {MAX_WEIGHTS_BYTES:,} bytes aelab reads")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for malformed headers
         raise RunError(f"weights file {path} is corrupt or truncated ({type(e).__name__})") from None
-
-
+    bad = [k for k, v in tensors.items() if not is_finite(v)]
+    if bad:
+        raise RunError(f"weights file {path}: {bad[0]} holds NaN or inf; the file is damaged")
+    return tensors

@@ -169,7 +169,10 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                         run_dir.figures / "result_input.png")
             save_figure(grid_figure(recon.numpy(), "autoencoder output"),
                         run_dir.figures / "result_output.png")
-            write_report(run_dir.path)
+            skipped: list[str] = []  # a user's file in figures/ must not fail a finished training
+            write_report(run_dir.path, skipped)
+            if skipped:
+                say(f"aelab: warning: report.html left out {len(skipped)} file(s): {skipped[0]}")
             last = state.metrics[-1]
             say(f"aelab: finished {run_dir.path}: {state.epoch} epochs, valid loss "
                 f"{last['valid_loss']:.5f}, valid mse {last['valid_mse']:.5f}")

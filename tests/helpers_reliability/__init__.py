@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist-subset"
+SHARED_MNIST = Path(os.environ.get("AELAB_TEST_MNIST")
+                    or Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist-subset")
 FAULTY_AELAB = Path(__file__).with_name("faulty_aelab.py")
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

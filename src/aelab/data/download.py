@@ -10,6 +10,7 @@ import http.client
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -23,6 +24,10 @@ from .registry import Checksum
 __all__ = ["download_file", "matches", "hexdigests"]
 
 TIMEOUT_S = 10  # per network operation
+DEADLINE_S = 600  # per file, all of it: a mirror that trickles bytes is given up
+MIN_RATE = 20_000  # bytes per second on average, checked after the first GRACE_S seconds
+GRACE_S = 15
+MAX_DOWNLOAD_BYTES = 200 << 20  # the largest official file is 26 MB
 ATTEMPTS_PER_MIRROR = 2
 CHUNK = 1 << 20
 
@@ -57,13 +62,16 @@ def _fetch(url: str, dest: Path, checksum: Checksum, progress: bool) -> None:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            received = 0
+            if total is not None and total > MAX_DOWNLOAD_BYTES:
+                raise ConnectionError(f"the server offers {total:,} bytes, more than any dataset file")
+            received, started = 0, time.monotonic()
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False,
                       file=sys.stderr, disable=not progress) as bar:
-                while chunk := resp.read(CHUNK):
+                while chunk := resp.read1(CHUNK):  # whatever has arrived: the checks below run often
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    _check_pace(received, time.monotonic() - started)
             out.flush()
             os.fsync(out.fileno())
         if total is not None and received != total:
@@ -73,6 +81,17 @@ def _fetch(url: str, dest: Path, checksum: Checksum, progress: bool) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _check_pace(received: int, elapsed: float) -> None:
+    """Give up on a download that is too big, too slow on average, or past its deadline."""
+    if received > MAX_DOWNLOAD_BYTES:
+        raise ConnectionError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes arrived; not a dataset file")
+    if elapsed > DEADLINE_S:
+        raise ConnectionError(f"gave up after {DEADLINE_S} s ({received:,} bytes arrived)")
+    if elapsed > GRACE_S and received / elapsed < MIN_RATE:
+        raise ConnectionError(f"too slow: {received / elapsed:,.0f} bytes/s after {elapsed:.0f} s "
+                              f"(at least {MIN_RATE:,} needed)")
 
 
 def download_file(urls: Sequence[str], dest: str | Path, sha256: str | None = None,

@@ -22,6 +22,10 @@ from .registry import SAMPLERS, create_sampler
 __all__ = ["FORMAT", "save_sampler", "load_sampler", "check_shapes"]
 
 FORMAT = "aelab-sampler-v1"
+MAX_FILE_BYTES = 512 << 20
+MAX_DIMS = 1024               # the largest code aelab trains
+MAX_COMPONENTS = 10_000       # the most --components allows
+MAX_EXPANDED_BYTES = 1 << 30  # what a file may make aelab allocate once loaded (gmm's covariances)
 
 
 def save_sampler(sampler, path):
@@ -35,9 +39,16 @@ def save_sampler(sampler, path):
     atomic_write_bytes(path, save(arrays, metadata=meta))
 
 
-def load_sampler(path):
-    """Load a sampler written by ``save``; a missing, corrupt or mismatched file is a RunError."""
+def load_sampler(path, latent_dim=None):
+    """Load a sampler written by ``save``; any defect is one RunError naming the file.
+
+    Checked before anything is built from it: a regular file (no symlink) of bounded size, the
+    metadata, the set of arrays, their dtypes, shapes and finiteness, the code size (against
+    `latent_dim` when given), how much memory the loaded sampler would need, and the sampler's
+    own constraints (mixture weights a distribution, covariances positive definite).
+    """
     path = Path(path)
+    _check_file(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
@@ -53,10 +64,55 @@ def load_sampler(path):
     layouts = [{"data_min_", "data_max_", *state} for state in sampler._state_layouts()]
     if set(arrays) not in layouts:
         raise RunError(f"{path} holds arrays {sorted(arrays)}, expected {sorted(layouts[0])}")
+    _check_values(arrays, path, latent_dim)
     sampler._set_state(arrays)
     check_shapes(sampler, path)
+    _check_budget(sampler, path)
     sampler._finish_load()
+    if hasattr(sampler, "_check_loaded"):
+        sampler._check_loaded(path)
     return sampler
+
+
+def _check_file(path):
+    if not path.exists() and not path.is_symlink():
+        raise RunError(f"no sampler file at {path}")
+    if path.is_symlink() or not path.is_file():
+        raise RunError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise RunError(f"{path} is larger than the {MAX_FILE_BYTES:,} bytes aelab reads for a sampler")
+
+
+def _check_values(arrays, path, latent_dim):
+    """dtypes, finiteness and the code size of a sampler file's arrays."""
+    for name, a in arrays.items():
+        integer = name == "active_dims_"
+        if (a.dtype.kind != "i") if integer else (a.dtype.kind != "f"):
+            raise RunError(f"{path}: {name} has dtype {a.dtype}, expected {'int64' if integer else 'float'}")
+        if not integer and not np.isfinite(a).all():
+            raise RunError(f"{path}: {name} holds NaN or inf")
+    d = arrays["data_min_"].shape
+    if len(d) != 1 or not 1 <= d[0] <= MAX_DIMS:
+        raise RunError(f"{path}: data_min_ has shape {d}, expected (latent_dim,), latent_dim <= {MAX_DIMS}")
+    if latent_dim is not None and d[0] != latent_dim:
+        raise RunError(f"{path} was fitted to {d[0]}-d codes; this run's codes have {latent_dim}")
+    if (arrays["data_min_"] > arrays["data_max_"]).any() if arrays["data_max_"].shape == d else False:
+        raise RunError(f"{path}: data_min_ exceeds data_max_")
+
+
+def _check_budget(sampler, path):
+    """Refuse a file whose loaded form would take more than MAX_EXPANDED_BYTES of memory."""
+    if hasattr(sampler, "weights_"):
+        k, d = len(sampler.weights_), sampler.n_features_in_
+        if k > MAX_COMPONENTS:
+            raise RunError(f"{path}: {k:,} mixture components, more than the {MAX_COMPONENTS:,} aelab fits")
+        need = 8 * k * d * d
+        if need > MAX_EXPANDED_BYTES:
+            raise RunError(f"{path}: {k} components of {d} dims would need {need / 2**30:.1f} GiB; "
+                           f"aelab loads at most {MAX_EXPANDED_BYTES / 2**30:.0f} GiB")
+        w = sampler.weights_
+        if (w < 0).any() or abs(w.sum() - 1) > 1e-6:
+            raise RunError(f"{path}: weights_ are not a distribution (they must be >= 0 and sum to 1)")
 
 
 def check_shapes(sampler, path):

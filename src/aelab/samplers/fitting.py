@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from aelab.checks import require_finite
 from aelab.data import ImageData, load_dataset
 from aelab.errors import AelabError, RunError
+from aelab.files import check_inside
 
 from .fileformat import load_sampler
 from .registry import create_sampler
@@ -79,20 +81,19 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs:
     if name not in NEEDS_FIT:  # nothing to learn but the code size
         return sampler.fit(np.zeros((2, run.latent_dim), dtype=np.float32))
     path = run.path / "samplers" / f"{name}.safetensors"
-    if path.is_file():
+    check_inside(path, run.path)  # never read or write through a symlinked samplers/ folder
+    if path.exists() or path.is_symlink():
         try:
-            saved = load_sampler(path)
-            if saved.get_config() == sampler.get_config():
-                return saved
+            saved = load_sampler(path, latent_dim=run.latent_dim)
         except RunError as e:
-            print(f"aelab: refitting {name}: {e}", file=sys.stderr)
+            raise RunError(f"{e}; delete it to fit the {name} sampler again") from None
+        if saved.get_config() == sampler.get_config():
+            return saved
     sampler.fit(training_codes(run, data, preactivation=models_preactivation(run))[0])
     try:
-        path.parent.mkdir(exist_ok=True)
         sampler.save(path)
-    except OSError as e:
-        print(f"aelab: warning: could not save the fitted sampler to {path} ({e.strerror})",
-              file=sys.stderr)
+    except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
+        print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
     return sampler
 
 
@@ -101,6 +102,7 @@ def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | N
     """Codes (n, latent_dim) float32 drawn by sampler `name` for `run`."""
     sampler = fitted_sampler(run, name, data, **kwargs)
     codes = torch.from_numpy(np.ascontiguousarray(sampler.sample(n, seed), dtype=np.float32))
+    require_finite(codes, f"the {name} sampler of {run.path} drew NaN or inf codes", RunError)
     if name in NEEDS_FIT and models_preactivation(run):
         codes = torch.relu(codes)  # the encoder's own final ReLU
     return codes

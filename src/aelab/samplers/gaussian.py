@@ -2,10 +2,23 @@
 
 import numpy as np
 
+from aelab.errors import RunError
+
 from .base import Sampler, standardize_active
 from .registry import SAMPLERS
 
-__all__ = ["GaussianSampler"]
+__all__ = ["GaussianSampler", "require_cholesky"]
+
+
+def require_cholesky(cov, path, name):
+    """The Cholesky factor of `cov`; a matrix that is not symmetric positive definite is a RunError."""
+    if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-9):
+        raise RunError(f"{path}: {name} is not symmetric")
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise RunError(f"{path}: {name} is not positive definite") from None
+
 
 
 class GaussianSampler(Sampler):
@@ -33,13 +46,20 @@ class GaussianSampler(Sampler):
             cov = np.cov(codes[:, active], rowvar=False).reshape(len(active), len(active))
             self.covariance_[np.ix_(active, active)] = cov
 
+    def _check_loaded(self, path):
+        """The covariance of a loaded file must be symmetric and positive definite (with the ridge)."""
+        require_cholesky(self._ridged(self.covariance_), path, "covariance_")
+
+    def _ridged(self, covariance):
+        """The active dims' covariance with `reg_covar` added relative to each variance."""
+        cov = covariance[np.ix_(self.active_dims_, self.active_dims_)]
+        return cov + self.reg_covar * np.diag(np.diag(cov))
+
     def _draw(self, n, rng):
         a = self.active_dims_
         out = np.tile(self.mean_, (n, 1))
         if len(a):
-            cov = self.covariance_[np.ix_(a, a)]
-            cov = cov + self.reg_covar * np.diag(np.diag(cov))  # ridge relative to each variance
-            chol = np.linalg.cholesky(cov)
+            chol = np.linalg.cholesky(self._ridged(self.covariance_))
             out[:, a] += rng.standard_normal((n, len(a))) @ chol.T
         return out
 

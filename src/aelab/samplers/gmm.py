@@ -22,6 +22,7 @@ import numpy as np
 from aelab.errors import AelabError
 
 from .base import Sampler, check_codes, standardize_active
+from .gaussian import require_cholesky
 from .registry import SAMPLERS
 
 __all__ = ["GMMSampler", "select_n_components"]
@@ -206,6 +207,12 @@ class GMMSampler(Sampler):
     def _finish_load(self):
         if hasattr(self, "pca_components_"):
             self._expand_covariances()
+
+    def _check_loaded(self, path):
+        """Each loaded component's covariance must be symmetric positive definite on the active dims."""
+        a = self.active_dims_
+        for j, cov in enumerate(self.covariances_):
+            require_cholesky(cov[np.ix_(a, a)], path, f"covariances_[{j}]")
 
     def _draw(self, n, rng):
         a = self.active_dims_

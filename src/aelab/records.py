@@ -1,0 +1,76 @@
+"""The JSON records aelab writes into a run folder, checked when they are read back.
+
+A run folder is untrusted input: any of its files may have been edited, truncated or forged.
+Each reader here takes the parsed JSON and returns it only when every value has the type (and
+range) aelab wrote, else raises one `RunError` naming the file and the value.
+
+    records = check_metrics(json_lines, "runs/a/metrics.jsonl")
+    info = check_data_record(saved["data"], "runs/a/config.json")
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import RunError
+
+__all__ = ["check_metrics", "check_data_record", "check_evaluation", "is_number"]
+
+# metrics.jsonl fields with a known type: whole numbers, and finite real numbers (None allowed)
+_WHOLE = ("epoch", "steps")
+MAX_EPOCHS = 100_000
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metrics(records: Any, where: str) -> list[dict]:
+    """metrics.jsonl records: dicts with epochs 1, 2, ...; every other value a finite number or null."""
+    if not isinstance(records, list) or len(records) > MAX_EPOCHS:
+        raise RunError(f"{where}: not a list of epoch records")
+    for i, r in enumerate(records, start=1):
+        if not isinstance(r, dict):
+            raise RunError(f"{where}: record {i} is not an object")
+        for key in _WHOLE:
+            if key in r and not (isinstance(r[key], int) and not isinstance(r[key], bool)):
+                raise RunError(f"{where}: record {i}: {key}={str(r[key])[:40]!r} is not a whole number")
+        if r.get("epoch") != i:
+            raise RunError(f"{where}: record {i} has epoch {str(r.get('epoch'))[:40]!r}, expected {i}")
+        for key, value in r.items():
+            if not isinstance(key, str) or not (value is None or is_number(value)):
+                raise RunError(f"{where}: record {i}: {str(key)[:40]}={str(value)[:40]!r} is not a number")
+    return records
+
+
+def check_data_record(info: Any, where: str) -> dict:
+    """The `data` record beside a run's config: name, source, file checksums, image counts."""
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        raise RunError(f"{where}: 'data' is not an object")
+    for key in ("name", "source"):
+        if key in info and not isinstance(info[key], str):
+            raise RunError(f"{where}: data.{key} is not text")
+    for key in ("n_train", "n_test"):
+        if key in info and not (isinstance(info[key], int) and not isinstance(info[key], bool)
+                                and 0 <= info[key] <= 10**8):
+            raise RunError(f"{where}: data.{key}={str(info[key])[:40]!r} is not an image count")
+    files = info.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in files.items()):
+        raise RunError(f"{where}: data.files is not a map of file names to checksums")
+    return info
+
+
+def check_evaluation(result: Any, where: str) -> dict:
+    """evaluation.json: an object whose `reconstruction` and `samples` rows are objects of numbers."""
+    if not isinstance(result, dict):
+        raise RunError(f"{where} is not an object")
+    for section in ("reconstruction", "samples"):
+        rows = result.get(section, {})
+        if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+            raise RunError(f"{where}: {section} is not a table of rows")
+    return result

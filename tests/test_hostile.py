@@ -1,0 +1,504 @@
+"""Hostile input: every command on damaged, forged or booby-trapped run folders, huge arguments,
+symlinks out of the folder, and user folders that `--force` must not touch.
+
+The contract (README, "Reliability"): a non-zero exit, at most three lines on stderr, no
+traceback, nothing of the user's read, lost or leaked. Each case copies a real finished run
+(2 epochs on real MNIST digits), damages one file, and runs the commands that read it in this
+process (an escaping exception is what would become a traceback). Categories, not examples: a
+new way to damage a file belongs in the table of its kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from safetensors.torch import save_file as save_torch
+
+from aelab.checkpoint import load_checkpoint, save_checkpoint
+from aelab.cli import main
+from aelab.presets import resolve_config
+from aelab.training import train
+from helpers_reliability import write_small_idx_dir
+
+READERS = ["sample", "explain", "evaluate", "report", "export", "train"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict[str, Path]:
+    """A finished run with a fitted gmm and a gaussian sampler, its data, and a scratch root."""
+    root = tmp_path_factory.mktemp("hostile")
+    data = write_small_idx_dir(root / "data", n_train=400, n_test=100)
+    cfg = resolve_config("seed", {"epochs": 2, "latent_dim": 4, "batch_size": 50, "data_dir": str(data),
+                                  "device": "cpu"})
+    run = root / "run"
+    train(cfg, run, quiet=True, log=lambda line: None)
+    assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--components", "3"]) == 0
+    assert main(["sample", str(run), "--sampler", "gaussian", "--n", "4"]) == 0
+    return {"run": run, "data": data, "root": root}
+
+
+@pytest.fixture
+def run(base, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(base["run"], copy, symlinks=True)
+    return copy
+
+
+def command(name: str, run_dir: Path, out: Path) -> list[str]:
+    return {"train": ["train", "--out", str(run_dir), "--resume", "--epochs", "3", "--quiet"],
+            "sample": ["sample", str(run_dir), "--sampler", "gmm", "--components", "3", "--n", "4",
+                       "--out", str(out / "s.png")],
+            "explain": ["explain", str(run_dir)],
+            "evaluate": ["evaluate", str(run_dir), "--n", "10", "--samplers", "gmm", "--components", "3"],
+            "report": ["report", str(run_dir)],
+            "export": ["export", str(run_dir), "--onnx", str(out / "onnx")]}[name]
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """(exit code, non-empty stderr lines); an escaping exception fails the test."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # noqa: BLE001 - exactly what the test looks for
+        pytest.fail(f"aelab {' '.join(argv)} would print a traceback: {type(e).__name__}: {e}")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def assert_refused(argv: list[str], capsys, *words: str) -> str:
+    code, lines = run_main(argv, capsys)
+    assert code != 0, (argv, lines)
+    assert 1 <= len(lines) <= 3, lines
+    for word in words:
+        assert word in lines[-1], lines
+    return lines[-1]
+
+
+# ---------------------------------------------------------------- config.json, metrics.jsonl
+
+def _edit_config(run: Path, change) -> None:
+    saved = json.loads((run / "config.json").read_text())
+    change(saved)
+    (run / "config.json").write_text(json.dumps(saved))
+
+
+CONFIG_DAMAGE = {
+    "not JSON": lambda run: (run / "config.json").write_text("{not json"),
+    "not UTF-8": lambda run: (run / "config.json").write_bytes(b"\xff\xfe{\x00"),
+    "deeply nested": lambda run: (run / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+    "a list": lambda run: (run / "config.json").write_text("[1, 2]"),
+    "config a string": lambda run: _edit_config(run, lambda s: s.update(config="seed")),
+    "model a list": lambda run: _edit_config(run, lambda s: s["config"].update(model=[1])),
+    "latent_dim text": lambda run: _edit_config(run, lambda s: s["config"]["model"].update(latent_dim="4")),
+    "latent_dim huge": lambda run: _edit_config(run, lambda s: s["config"]["model"].update(latent_dim=10**9)),
+    "width_dim huge": lambda run: _edit_config(run, lambda s: s["config"]["model"].update(width_dim=100_000)),
+    "unknown model": lambda run: _edit_config(run, lambda s: s["config"]["model"].update(architecture="x")),
+    "data_dir a number": lambda run: _edit_config(run, lambda s: s["config"]["data"].update(data_dir=5)),
+    "data record a list": lambda run: _edit_config(run, lambda s: s.update(data=[])),
+    "n_train text": lambda run: _edit_config(run, lambda s: s["data"].update(n_train="many")),
+    "seed negative": lambda run: _edit_config(run, lambda s: s["config"]["train"].update(seed=-1)),
+    "huge file": lambda run: (run / "config.json").write_text(" " * (17 << 20) + "{}"),
+    "symlink out": lambda run: _symlink(run / "config.json", "/etc/hostname"),
+    "a fifo": lambda run: _fifo(run / "config.json"),
+    "a folder": lambda run: _folder(run / "config.json"),
+}
+
+METRICS_DAMAGE = {
+    "not JSON": "{epoch: 1}\n",
+    "not UTF-8": b"\xff\xfe\n",
+    "epoch text": '{"epoch": "1", "valid_mse": 0.1}\n',
+    "value text": '{"epoch": 1, "valid_mse": "low"}\n',
+    "NaN": '{"epoch": 1, "valid_mse": NaN}\n',
+    "a list": "[1, 2]\n",
+    "epochs out of order": '{"epoch": 2, "valid_mse": 0.1}\n',
+    "deeply nested": "[" * 50_000 + "]" * 50_000 + "\n",
+}
+
+
+def _symlink(path: Path, target: str) -> None:
+    path.unlink(missing_ok=True)
+    path.symlink_to(target)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("damage", list(CONFIG_DAMAGE))
+@pytest.mark.parametrize("name", READERS)
+def test_damaged_config_is_one_line_for_every_command(run, tmp_path, capsys, damage, name):
+    CONFIG_DAMAGE[damage](run)
+    assert_refused(command(name, run, tmp_path), capsys, "config")
+
+
+@pytest.mark.parametrize("damage", list(METRICS_DAMAGE))
+@pytest.mark.parametrize("name", ["sample", "report", "export"])
+def test_damaged_metrics_is_one_line(run, tmp_path, capsys, damage, name):
+    text = METRICS_DAMAGE[damage]
+    path = run / "metrics.jsonl"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert_refused(command(name, run, tmp_path), capsys, "metrics.jsonl")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+                          lambda children: st.lists(children, max_size=3)
+                          | st.dictionaries(st.text(max_size=5), children, max_size=3), max_leaves=10),
+       where=st.sampled_from(["model.latent_dim", "model.kind", "train.lr", "train.epochs", "data.dataset",
+                              "model.output_activation", "train.batch_size", "preset"]))
+def test_any_json_value_anywhere_in_the_config_is_refused_or_accepted_cleanly(base, tmp_path_factory, value,
+                                                                             where):
+    run = tmp_path_factory.mktemp("fuzz") / "run"
+    shutil.copytree(base["run"], run)
+    saved = json.loads((run / "config.json").read_text())
+    *parents, key = where.split(".")
+    node = saved["config"]
+    for p in parents:
+        node = node[p]
+    node[key] = value
+    (run / "config.json").write_text(json.dumps(saved))
+    from aelab.errors import AelabError
+    from aelab.rundir import RunDir
+
+    try:
+        RunDir(run).read_config()
+    except AelabError:
+        pass  # refused with aelab's own error: the CLI prints it as one line
+
+
+# ---------------------------------------------------------------- weights
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _nan_weights(run: Path) -> None:
+    w = _weights(run)
+    w["decoder.0.0.weight"][0, 0] = float("nan")
+    save_torch(w, str(run / "model.safetensors"))
+
+
+def _inf_running_var(run: Path) -> None:
+    w = _weights(run)
+    w["encoder.0.1.running_var"][:] = float("inf")
+    save_torch(w, str(run / "model.safetensors"))
+
+
+def _wrong_shape(run: Path) -> None:
+    w = _weights(run)
+    w["decoder.0.0.weight"] = torch.zeros(3, 3)
+    save_torch(w, str(run / "model.safetensors"))
+
+
+WEIGHTS_DAMAGE = {
+    "truncated": lambda run: (run / "model.safetensors").write_bytes(
+        (run / "model.safetensors").read_bytes()[:500]),
+    "empty": lambda run: (run / "model.safetensors").write_bytes(b""),
+    "NaN": _nan_weights,
+    "inf running var": _inf_running_var,
+    "wrong shape": _wrong_shape,
+    "symlink to /dev/zero": lambda run: _symlink(run / "model.safetensors", "/dev/zero"),
+    "huge header claim": lambda run: (run / "model.safetensors").write_bytes(
+        struct.pack("<Q", 2**62) + b"{}"),
+}
+
+
+@pytest.mark.parametrize("damage", list(WEIGHTS_DAMAGE))
+@pytest.mark.parametrize("name", ["sample", "explain", "evaluate", "export"])
+def test_damaged_weights_never_give_a_result(run, tmp_path, capsys, damage, name):
+    WEIGHTS_DAMAGE[damage](run)
+    assert_refused(command(name, run, tmp_path), capsys, "model.safetensors")
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "onnx" / "decoder.onnx").exists()
+
+
+def test_non_finite_weights_exit_non_zero_in_a_real_process(run, tmp_path):
+    """No crash signal and no all-NaN array with exit 0: the segfault seen in evaluate."""
+    _nan_weights(run)
+    for name in ("evaluate", "sample"):
+        argv = command(name, run, tmp_path) + (["--npy", str(tmp_path / "x.npy")] if name == "sample" else [])
+        done = subprocess.run([sys.executable, "-m", "aelab", *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3
+    assert not (tmp_path / "x.npy").exists()
+
+
+# ---------------------------------------------------------------- fitted samplers
+
+def _sampler_arrays(run: Path, name: str = "gmm"):
+    path = run / "samplers" / f"{name}.safetensors"
+    with safe_open(str(path), framework="numpy") as f:
+        return path, f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _forge(change, name: str = "gmm"):
+    def apply(run: Path) -> None:
+        path, meta, arrays = _sampler_arrays(run, name)
+        change(arrays, meta)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path), metadata=meta)
+    return apply
+
+
+def _many_components(arrays, meta):
+    """A small file whose compact form claims 50,000 components: 50,000 x 4 x 4 float64 = 6 MB,
+    but expanded to full covariances it asks for far more than aelab allows."""
+    k, p = 50_000, arrays["pca_components_"].shape[0] if "pca_components_" in arrays else 0
+    d = len(arrays["data_min_"])
+    arrays["weights_"] = np.full(k, 1 / k)
+    arrays["means_"] = np.zeros((k, d))
+    if p:
+        arrays["pca_covariances_"] = np.tile(np.eye(p), (k, 1, 1))
+    else:
+        arrays["covariances_"] = np.tile(np.eye(d), (k, 1, 1))
+
+
+def _not_pd(arrays, meta):
+    if "pca_covariances_" in arrays:
+        arrays["pca_covariances_"][0] = -np.eye(arrays["pca_covariances_"].shape[1]) * 100
+    else:
+        arrays["covariances_"][0] = -np.eye(arrays["covariances_"].shape[1])
+
+
+SAMPLER_DAMAGE = {
+    "truncated": lambda run: (run / "samplers" / "gmm.safetensors").write_bytes(b"\x10\x00"),
+    "wrong code size": _forge(lambda a, m: [a.update({k: a[k][..., :2] if a[k].ndim == 1 else a[k]})
+                                            for k in ("data_min_", "data_max_")]),
+    "weights not a distribution": _forge(lambda a, m: a.update(weights_=a["weights_"] * 3)),
+    "negative weights": _forge(lambda a, m: a.update(weights_=a["weights_"] * np.array([-1, 1, 1]))),
+    "NaN means": _forge(lambda a, m: a["means_"].__setitem__((0, 0), np.nan)),
+    "integer means": _forge(lambda a, m: a.update(means_=a["means_"].astype(np.int64))),
+    "not positive definite": _forge(_not_pd),
+    "50,000 components": _forge(_many_components),
+    "bad params": _forge(lambda a, m: m.update(params='{"n_components": "many"}')),
+    "deep params": _forge(lambda a, m: m.update(params="[" * 50_000 + "]" * 50_000)),
+    "gaussian not symmetric": _forge(lambda a, m: a["covariance_"].__setitem__((0, 1), 5.0), "gaussian"),
+    "symlink out": lambda run: _symlink(run / "samplers" / "gmm.safetensors", "/etc/hostname"),
+    "samplers folder symlink": lambda run: (shutil.rmtree(run / "samplers"),
+                                            (run / "samplers").symlink_to(run.parent)),
+}
+
+
+@pytest.mark.parametrize("damage", list(SAMPLER_DAMAGE))
+def test_forged_sampler_files_are_refused(run, tmp_path, capsys, damage):
+    SAMPLER_DAMAGE[damage](run)
+    sampler = "gaussian" if damage.startswith("gaussian") else "gmm"
+    argv = ["sample", str(run), "--sampler", sampler, "--n", "4", "--out", str(tmp_path / "s.png")]
+    if sampler == "gmm":
+        argv += ["--components", "3"]
+    assert_refused(argv, capsys)
+    assert not (tmp_path / "s.png").exists()
+
+
+# ---------------------------------------------------------------- report: what it embeds
+
+REPORT_DAMAGE = {
+    "figure symlink to /dev/zero": lambda run: _symlink(run / "figures" / "epoch_001.png", "/dev/zero"),
+    "figure symlink out": lambda run: _symlink(run / "figures" / "loss.png", str(run.parent / "secret.png")),
+    "figures folder symlink": lambda run: (shutil.rmtree(run / "figures"),
+                                           (run / "figures").symlink_to("/etc")),
+    "figure not a PNG": lambda run: (run / "figures" / "loss.png").write_text("hello"),
+    "evaluation not JSON": lambda run: (run / "evaluation.json").write_text("{"),
+    "evaluation deeply nested": lambda run: (run / "evaluation.json").write_text("[" * 90_000 + "]" * 90_000),
+    "evaluation samples a list": lambda run: (run / "evaluation.json").write_text('{"samples": [1]}'),
+    "explain not UTF-8": lambda run: ((run / "explain").mkdir(), (run / "explain" / "explain.md").write_bytes(
+        b"# x\n\n\xff\xfe")),
+    "explain image symlink": lambda run: ((run / "explain").mkdir(), (run / "explain" / "a.png").symlink_to(
+        "/etc/hostname"), (run / "explain" / "explain.md").write_text("# x\n\n![a](a.png)\n")),
+}
+
+
+@pytest.mark.parametrize("damage", list(REPORT_DAMAGE))
+def test_report_never_embeds_what_is_outside_or_broken(run, capsys, damage):
+    (run.parent / "secret.png").write_bytes(b"\x89PNG\r\n\x1a\nSECRET")
+    REPORT_DAMAGE[damage](run)
+    assert_refused(["report", str(run)], capsys)
+    report = run / "report.html"
+    assert not report.exists() or "U0VDUkVU" not in report.read_text()  # base64 of SECRET
+
+
+def test_explain_markdown_cannot_name_a_file_outside_its_folder(run, capsys):
+    (run / "explain").mkdir()
+    (run.parent / "outside.png").write_bytes(b"\x89PNG\r\n\x1a\nOUTSIDE")
+    (run / "explain" / "explain.md").write_text("# x\n\n![a](../../outside.png)\n")
+    assert run_main(["report", str(run)], capsys)[0] == 0
+    assert "T1VUU0lERQ" not in (run / "report.html").read_text()  # base64 of OUTSIDE
+
+
+# ---------------------------------------------------------------- --force and user folders
+
+def test_force_refuses_a_folder_aelab_did_not_write(base, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "figures").mkdir(parents=True)
+    files = {"config.json": "{}", "figures/plot.png": "x", "samples/a.png": "y", "report.html": "z",
+             "notes.txt": "keep"}
+    for name, text in files.items():
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_text(text)
+    assert_refused(["train", "--data-dir", str(base["data"]), "--out", str(mine), "--force", "--quiet",
+                    "--epochs", "1"], capsys, "did not write")
+    assert {name: (mine / name).read_text() for name in files} == files
+
+
+def test_force_on_an_aelab_run_removes_only_what_aelab_wrote(base, run, capsys):
+    (run / "notes.txt").write_text("mine")
+    (run / "figures" / "my_plot.png").write_text("mine")
+    code, lines = run_main(["train", "--data-dir", str(base["data"]), "--out", str(run), "--force", "--quiet",
+                            "--epochs", "1", "--latent-dim", "4", "--batch-size", "50"], capsys)
+    assert code == 0, lines
+    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "figures" / "my_plot.png").read_text() == "mine"
+    assert not (run / "samplers").exists()  # the old run's fitted samplers are gone
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # the new run's one epoch
+
+
+# ---------------------------------------------------------------- resume with the run's own flags
+
+def test_resume_accepts_the_runs_own_flags_and_names_the_ones_that_differ(base, run, capsys):
+    argv = ["train", "--data-dir", str(base["data"]), "--out", str(run), "--latent-dim", "4",
+            "--batch-size", "50", "--seed", "0", "--device", "cpu", "--quiet"]
+    assert run_main(argv + ["--resume", "--epochs", "3"], capsys)[0] == 0
+    line = assert_refused(argv + ["--resume", "--epochs", "4", "--lr", "0.5", "--seed", "1"], capsys)
+    assert "--lr 0.5 (the run has 0.001), --seed 1 (the run has 0) cannot change" in line
+
+
+# ---------------------------------------------------------------- forged checkpoints
+
+def _forge_checkpoint(path: Path, change) -> None:
+    tensors, state = load_checkpoint(path)
+    change(tensors, state)
+    save_checkpoint(path, tensors, state)  # a valid checksum: only the values are wrong
+
+
+@pytest.mark.parametrize("damage", [
+    lambda t, s: s["metrics"][0].update(valid_loss="low"),
+    lambda t, s: s["metrics"][0].update(epoch=7),
+    lambda t, s: s.update(metrics="none"),
+    lambda t, s: s["param_groups"][0].update(lr="fast"),
+    lambda t, s: s["param_groups"][0].update(betas=[0.9]),
+    lambda t, s: s.update(param_groups={}),
+])
+def test_forged_checkpoint_state_is_refused_before_training(run, base, capsys, damage):
+    _forge_checkpoint(run / "checkpoint.safetensors", damage)
+    before = (run / "metrics.jsonl").read_bytes()
+    assert_refused(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"], capsys, "checkpoint")
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_checkpoint_symlink_is_refused(run, capsys):
+    target = run.parent / "other.safetensors"
+    shutil.copy(run / "checkpoint.safetensors", target)
+    _symlink(run / "checkpoint.safetensors", str(target))
+    assert_refused(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"], capsys, "checkpoint")
+
+
+# ---------------------------------------------------------------- huge arguments, odd paths
+
+@pytest.mark.parametrize("argv, words", [
+    (["sample", "{run}", "--n", "1000000000"], "at most 100,000"),
+    (["evaluate", "{run}", "--n", "99999999999"], "at most 100,000"),
+    (["sample", "{run}", "--sampler", "gmm", "--components", "100000000"], "at most 10,000"),
+    (["train", "--latent-dim", "100000", "--out", "{tmp}/x"], "at most 1,024"),
+    (["train", "--epochs", "10000000000", "--out", "{tmp}/x"], "at most 100,000"),
+    (["train", "--batch-size", "10000000000", "--out", "{tmp}/x"], "at most 65,536"),
+    (["train", "--seed", "-5", "--out", "{tmp}/x"], "2**32"),
+    (["sample", "{run}", "--seed", "99999999999999999999"], "2**32"),
+    (["train", "--lr", "inf", "--out", "{tmp}/x"], "lr=inf"),
+    (["train", "--beta", "nan", "--out", "{tmp}/x"], "beta=nan"),
+    (["sample", "~nosuchuser_aelab/run"], "cannot expand"),
+    (["train", "--out", "~nosuchuser_aelab/run"], "cannot expand"),
+    (["train", "--data-dir", "~nosuchuser_aelab/data", "--out", "{tmp}/x"], "cannot expand"),
+])
+def test_huge_or_odd_arguments_are_one_or_two_lines(run, tmp_path, capsys, argv, words):
+    argv = [a.format(run=run, tmp=tmp_path) for a in argv]
+    code, lines = run_main(argv, capsys)
+    assert code in (1, 2) and 1 <= len(lines) <= 3, lines
+    assert any(words in line for line in lines), lines
+    assert not (tmp_path / "x").exists()
+
+
+def test_api_refuses_a_huge_sample_and_codes_of_the_wrong_size(base):
+    import aelab
+    from aelab.errors import AelabError
+
+    run = aelab.load_run(base["run"])
+    with pytest.raises(AelabError, match="from 1 to 100,000"):
+        run.sample(10**9)
+    with pytest.raises(AelabError, match=r"shape \(n, 4\)"):
+        run.decode(np.zeros((2, 5)))
+    with pytest.raises(AelabError, match="NaN"):
+        run.decode(np.full((2, 4), np.nan))
+    with pytest.raises(AelabError, match="NaN"):
+        run.encode(np.full((2, 28, 28), np.nan, dtype=np.float32))
+
+
+# ---------------------------------------------------------------- full and read-only disks
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KB tmpfs where the machine lets us mount one (root in a VM), else skip."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_disk_while_writing_samples_and_exports(base, run, tiny_disk, capsys):
+    (tiny_disk / "filler").write_bytes(b"\0" * (250 << 10))
+    assert_refused(["sample", str(run), "--n", "64", "--out", str(tiny_disk / "s.png"),
+                    "--npy", str(tiny_disk / "s.npy")], capsys, "cannot write")
+    assert_refused(["export", str(run), "--onnx", str(tiny_disk / "onnx")], capsys, "cannot write")
+    assert sorted(p.name for p in tiny_disk.rglob("*")) in (["filler"], ["filler", "onnx"])
+
+
+def test_full_disk_while_training_keeps_the_last_checkpoint(base, tiny_disk, capsys):
+    out = tiny_disk / "run"
+    assert_refused(["train", "--data-dir", str(base["data"]), "--out", str(out), "--epochs", "2",
+                    "--latent-dim", "4", "--batch-size", "50", "--quiet"], capsys, "cannot")
+    assert not list(tiny_disk.rglob(".*.tmp"))  # no temp file left behind
+
+
+def test_export_pair_never_mixes_two_runs(base, run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "onnx"
+    assert run_main(["export", str(base["run"]), "--onnx", str(out)], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.onnx")}
+    import aelab.errors
+    import aelab.files
+
+    real, calls = aelab.files.atomic_write_bytes, []
+
+    def fail_second(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise aelab.errors.RunError(f"cannot write {path}: No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr("aelab.export.atomic_write_bytes", fail_second)
+    assert_refused(["export", str(run), "--onnx", str(out)], capsys, "No space left")
+    assert {p.name: p.read_bytes() for p in out.glob("*.onnx")} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
