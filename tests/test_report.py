@@ -20,7 +20,7 @@ from aelab import resolve_config
 from aelab.cli import main
 from aelab.explain import write_explain
 from aelab.figures import grid_figure, save_figure
-from aelab.report import format_number, write_report
+from aelab.report import build_report, format_number, write_report
 from aelab.training import train
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -116,17 +116,44 @@ def test_report_in_headless_chromium(run_dir):
             "trs => trs.map(tr => [...tr.cells].map(td => [td.textContent, td.dataset.value]))")
         header = page.eval_on_selector_all("table.metrics th", "ths => ths.map(th => th.textContent)")
         body = page.inner_text("body")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.evaluate("window.scrollTo(0, 0)")
+        first_screen = page.evaluate("""() => ['#summary', '#toc'].map(sel => {
+            const r = document.querySelector(sel).getBoundingClientRect();
+            return r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0; })""")
+        page_height = page.evaluate("document.body.scrollHeight")
         browser.close()
 
     assert len(images) >= 6
     broken = [alt for complete, w, h, alt in images if not (complete and w > 0 and h > 0)]
     assert not broken, f"images that did not load: {broken}"
-    assert header == ["epoch", "train_loss", "valid_loss", "valid_mse", "seconds"]
+    assert header == ["epoch", "training loss", "validation loss", "validation MSE", "seconds"]
+    assert first_screen == [True, True]  # summary and contents in the first 1280x800 screen
+    assert page_height < 12_000, page_height
     assert len(rows) == len(metrics) == 2
     for row, record in zip(rows, metrics):
-        for (text, exact), key in zip(row, header):
+        for (text, exact), key in zip(row, ["epoch", "train_loss", "valid_loss", "valid_mse", "seconds"]):
             assert text == format_number(record[key]), (key, text, record[key])
             assert float(exact) == record[key]  # the full value travels in data-value
-    assert format_number(0.987654321) in body and "123.457" in body  # evaluation tables
+    assert format_number(0.987654321) == "0.9877" and "0.9877" in body and "123.5" in body  # evaluation
+    assert "confident_share" not in body and "nn_train_distance" not in body and "classes_present" not in body
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
     assert not problems, problems
+
+
+def test_report_leads_with_a_summary_and_folds_the_middle_epochs(tmp_path, small_mnist):
+    out = tmp_path / "run"
+    train(resolve_config("seed", {"epochs": 4, "latent_dim": 8, "device": "cpu"}), out, data=small_mnist,
+          quiet=True, log=lambda s: None)
+    for name in ("gmm", "normal", "gaussian"):
+        save_figure(grid_figure(np.zeros((4, 28, 28)), name), out / "samples" / f"{name}.png")
+    html = (out / "report.html").read_text()
+    summary = html[html.index('id="summary"'):html.index('id="toc"')]
+    assert "dense autoencoder, 8-d code, " in summary and " parameters (preset seed)" in summary
+    assert "4 of 4 epochs" in summary and "validation MSE" in summary
+    assert html.index('alt="epoch 1"') < html.index('alt="epoch 4"') < html.index("<details>") \
+        < html.index('alt="epoch 2"')
+    assert html.count("<details>") == 1
+    html = build_report(out)
+    assert html.index("sampler normal") < html.index("sampler gaussian") < html.index("sampler gmm")
+    assert not (out / ".lock").exists()  # a finished run keeps no lock file

@@ -184,7 +184,21 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         np.save(buffer, images.astype(np.float32))
         atomic_write_bytes(args.npy, buffer.getvalue())
     print(f"aelab: wrote {out}" + (f" and {args.npy}" if args.npy else ""))
+    _refresh_report(run.path)
     return 0
+
+
+def _refresh_report(run_dir) -> None:
+    """After a command added to a run: report.html shows it too (a problem is one warning)."""
+    from .report import refresh_report
+
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    try:
+        refresh_report(run_dir, warn)
+    except AelabError as e:
+        warn(f"aelab: warning: report.html not refreshed ({e})")
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
@@ -203,6 +217,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     path = explain_run(args.run_dir, seed=args.seed, device=args.device)
     print(f"aelab: wrote {path}")
+    _refresh_report(args.run_dir)
     print(path.read_text().split("\n\n")[1] if path.is_file() else "")
     return 0
 
@@ -231,6 +246,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, n=args.n, samplers=samplers, seed=args.seed, device=args.device,
                           components=args.components)
     print(format_table(result))
+    _refresh_report(args.run_dir)
     return 0
 
 

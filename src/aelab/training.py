@@ -29,7 +29,7 @@ from .engine import TrainState, fit, make_optimizer, to_float_batch
 from .errors import AelabError
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .models import create_model
-from .report import write_report
+from .report import refresh_report
 from .run import Run, load_run, pick_device
 from .rundir import RunDir
 from .version import __version__
@@ -169,10 +169,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                         run_dir.figures / "result_input.png")
             save_figure(grid_figure(recon.numpy(), "autoencoder output"),
                         run_dir.figures / "result_output.png")
-            skipped: list[str] = []  # a user's file in figures/ must not fail a finished training
-            write_report(run_dir.path, skipped)
-            if skipped:
-                say(f"aelab: warning: report.html left out {len(skipped)} file(s): {skipped[0]}")
+            refresh_report(run_dir.path, say)  # a user's file in figures/ must not fail a finished run
             last = state.metrics[-1]
             say(f"aelab: finished {run_dir.path}: {state.epoch} epochs, valid loss "
                 f"{last['valid_loss']:.5f}, valid mse {last['valid_mse']:.5f}")
