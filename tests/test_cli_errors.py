@@ -105,7 +105,8 @@ def test_every_command_refuses_a_missing_or_broken_run_folder(folders, capsys, n
 
 @pytest.mark.parametrize("name", ["sample", "explain", "evaluate", "export"])
 @pytest.mark.parametrize("folder, words", [
-    ("partial", "no weights at {path}/model.safetensors: the run has not finished (try --resume)"),
+    ("partial", "no weights at {path}/model.safetensors: the run has not finished (continue it with "
+                "aelab train --resume"),
     ("bad-weights", "weights file {path}/model.safetensors is corrupt or truncated"),
 ])
 def test_commands_that_need_weights_say_so(folders, capsys, name, folder, words):
@@ -126,7 +127,7 @@ def test_train_errors_are_one_line(folders, capsys, tmp_path):
     assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")],
                           capsys, f"data folder {tmp_path / 'nowhere'} does not exist")
     assert_one_error_line(["train", "--data-dir", str(data), "--out", str(run), "--quiet"], capsys,
-                          "already holds a run; use --resume")
+                          "already holds a run; continue it with --resume")
     assert_one_error_line(["train", "--out", str(run), "--resume", "--force"], capsys, "contradict")
     assert_one_error_line(["train", "--resume"], capsys, "--resume needs --out RUN_DIR")
     assert_one_error_line(["train", "--out", str(run), "--resume", "--lr", "0.1", "--preset", "vae"], capsys,

@@ -216,8 +216,8 @@ def test_refuses_to_write_into_an_existing_run(uninterrupted, data_dir, tmp_path
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert main(train_args(data_dir, out)) == 1
     line = one_line(capsys.readouterr().err)
-    assert line == (f"aelab: error: {out} already holds a run; use --resume to continue it "
-                    f"or --force to overwrite it")
+    assert line == (f"aelab: error: {out} already holds a run; continue it with --resume (resume=True "
+                    f"in Python) or overwrite it with --force (force=True)")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")

@@ -76,11 +76,11 @@ class RunDir:
             raise RunError(f"{self.path} exists and is not a folder")
         holds_files = self.path.is_dir() and self._holds_files()
         if holds_files and not force:
-            raise RunError(f"{self.path} already holds a run; use --resume to continue it "
-                           f"or --force to overwrite it")
+            raise RunError(f"{self.path} already holds a run; continue it with --resume (resume=True in "
+                           f"Python) or overwrite it with --force (force=True)")
         if holds_files and not self.is_aelab_run():
             raise RunError(f"{self.path} holds files aelab did not write (no {MARKER} marker); "
-                           f"--force overwrites only aelab run folders: choose another --out")
+                           f"--force (force=True) overwrites only aelab run folders: choose another folder")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if force:
@@ -266,7 +266,8 @@ def read_weights(path: Path, root: Path | None = None) -> dict[str, torch.Tensor
     """The tensors of a weights file (inside folder `root`, no symlinks), every one finite."""
     root = root or path.parent
     if not path.exists() and not path.is_symlink():
-        raise RunError(f"no weights at {path}: the run has not finished (try --resume)")
+        raise RunError(f"no weights at {path}: the run has not finished (continue it with aelab train "
+                       f"--resume, or resume=True in Python)")
     check_inside(path, root)
     if path.is_symlink() or not path.is_file():
         raise RunError(f"{path} is not a regular file")

@@ -82,7 +82,8 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         dist.barrier()
     lock = run_dir.lock() if rank == 0 else nullcontext()
     with lock:
-        data = data or load_dataset(cfg.data.dataset, cfg.data.data_dir, log=say, progress=not quiet)
+        data = data or load_dataset(cfg.data.dataset, cfg.data.data_dir, progress=not quiet,
+                                    log=(lambda line: None) if quiet else say)
         device = dist_device or pick_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         data_gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -171,8 +172,9 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                         run_dir.figures / "result_output.png")
             refresh_report(run_dir.path, say)  # a user's file in figures/ must not fail a finished run
             last = state.metrics[-1]
-            say(f"aelab: finished {run_dir.path}: {state.epoch} epochs, valid loss "
-                f"{last['valid_loss']:.5f}, valid mse {last['valid_mse']:.5f}")
+            epochs = f"{state.epoch} epoch{'s' if state.epoch != 1 else ''}"
+            say(f"aelab: finished {run_dir.path}: {epochs}, valid loss {last['valid_loss']:.5f}, "
+                f"valid mse {last['valid_mse']:.5f}")
     if world > 1:
         dist.barrier()
     return load_run(run_dir.path, device="cpu")

@@ -149,9 +149,9 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None,
         except DataError as exc:
             reason = str(exc).replace("\n", " ")
     if name == "mnist" and fallback_to_bundled:
-        log(f"aelab: full MNIST is not cached and could not be downloaded ({reason}); "
-            "training on the bundled subset (12,000 train / 10,000 test images). "
-            "Use --data-dir DIR for the full set.")
+        log(f"aelab: using the MNIST subset bundled with aelab (12,000 train / 10,000 test images): "
+            f"full MNIST is not cached and could not be downloaded ({reason[:120]}); "
+            "--data-dir DIR uses another copy")
         return load_split_files(bundled_dir(), "mnist", "bundled subset")
     raise DataError(f"{name} is not in {folder} and could not be downloaded ({reason}); "
                     "use --data-dir DIR, a folder with the four IDX files")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from aelab.checks import require_finite
-from aelab.data import ImageData, load_dataset
+from aelab.data import ImageData, bundled_dir, load_dataset, load_split_files
 from aelab.errors import AelabError, RunError
 from aelab.files import check_inside
 
@@ -45,9 +45,16 @@ def applicable_samplers(run: Run) -> list[str]:
 
 
 def run_data(run: Run, log=lambda line: print(line, file=sys.stderr)) -> ImageData:
-    """The dataset the run was trained on, checked against the checksums saved with the run."""
+    """The dataset the run was trained on, checked against the checksums saved with the run.
+
+    Training already said where its data came from; here only a difference is worth a line. A
+    run trained on the bundled subset reads it again directly (no download is tried).
+    """
     cfg = run.config.data
-    data = load_dataset(cfg.dataset, cfg.data_dir, log=log, progress=False)
+    if run.data_info.get("source") == "bundled subset" and not cfg.data_dir:
+        data = load_split_files(bundled_dir(), cfg.dataset, "bundled subset")
+    else:
+        data = load_dataset(cfg.dataset, cfg.data_dir, log=lambda line: None, progress=False)
     saved = run.data_info.get("files")
     if saved and saved != data.files:
         log(f"aelab: warning: the {cfg.dataset} files found now differ from those {run.path} "
