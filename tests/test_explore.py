@@ -170,6 +170,8 @@ def test_bad_requests_get_a_clear_4xx(explorer):
         ("api/decode", {"codes": [[0.0] * d] * 65}, 400, "at most 64"),
         ("api/decode", {"codes": [[1e300] * d]}, 400, "finite"),
         ("api/decode", {"codes": [[None] * d]}, 400, "numbers"),
+        ("api/decode", {"codes": [[10**400] + [0] * (d - 1)]}, 400, "finite"),
+        ("api/reconstruct", {"image": [10**400] + [0.5] * 783}, 400, "'image'"),
         ("api/point", {"index": 10**6}, 400, "integer from 0"),
         ("api/point", {"index": -1}, 400, "integer"),
         ("api/point", {"index": "3"}, 400, "integer"),

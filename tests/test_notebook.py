@@ -25,7 +25,8 @@ def test_the_tutorial_notebook_executes(tmp_path, mnist_dir, monkeypatch):
     monkeypatch.setenv("AELAB_TUTORIAL_DATA", str(mnist_dir))
     monkeypatch.setenv("AELAB_TUTORIAL_OUT", str(tmp_path / "run"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -63,6 +63,14 @@ def _vector(v: Any, name: str, length: int, what: str = "") -> list:
     return v
 
 
+def _array(v: list, name: str, limit: float) -> np.ndarray:
+    """Checked numbers -> float64 array; an integer too large for a float is refused like inf."""
+    try:
+        return np.asarray(v, dtype=np.float64)
+    except OverflowError:
+        raise RequestError(400, f"{name} must hold finite numbers of magnitude at most {limit:g}") from None
+
+
 def _finite(arr: np.ndarray, name: str, limit: float) -> np.ndarray:
     if not np.isfinite(arr).all() or (arr.size and float(np.abs(arr).max()) > limit):
         raise RequestError(400, f"{name} must hold finite numbers of magnitude at most {limit:g}")
@@ -74,7 +82,7 @@ def code(obj: dict, key: str, latent_dim: int) -> np.ndarray:
     if key not in obj:
         raise RequestError(400, f"missing '{key}': a code of {latent_dim} numbers")
     v = _vector(obj[key], f"'{key}'", latent_dim, CODE_SIZE)
-    return _finite(np.asarray(v, dtype=np.float64), f"'{key}'", MAX_ABS_CODE).astype(np.float32)
+    return _finite(_array(v, f"'{key}'", MAX_ABS_CODE), f"'{key}'", MAX_ABS_CODE).astype(np.float32)
 
 
 def codes(obj: dict, key: str, latent_dim: int) -> np.ndarray:
@@ -85,7 +93,7 @@ def codes(obj: dict, key: str, latent_dim: int) -> np.ndarray:
     if len(v) > MAX_CODES:
         raise RequestError(400, f"'{key}' holds {len(v)} codes; at most {MAX_CODES} per request")
     rows = [_vector(c, f"each code in '{key}'", latent_dim, CODE_SIZE) for c in v]
-    return _finite(np.asarray(rows, dtype=np.float64), f"'{key}'", MAX_ABS_CODE).astype(np.float32)
+    return _finite(_array(rows, f"'{key}'", MAX_ABS_CODE), f"'{key}'", MAX_ABS_CODE).astype(np.float32)
 
 
 def image(obj: dict, key: str = "image") -> np.ndarray:
@@ -93,9 +101,9 @@ def image(obj: dict, key: str = "image") -> np.ndarray:
     v = obj.get(key)
     if isinstance(v, list) and len(v) == 28 and all(isinstance(r, list) for r in v):
         rows = [_vector(r, f"each row of '{key}'", 28) for r in v]
-        arr = np.asarray(rows, dtype=np.float64)
+        arr = _array(rows, f"'{key}'", 1)
     elif isinstance(v, list):
-        arr = np.asarray(_vector(v, f"'{key}'", 784), dtype=np.float64)
+        arr = _array(_vector(v, f"'{key}'", 784), f"'{key}'", 1)
     else:
         raise RequestError(400, f"'{key}' must be 784 pixel values in [0, 1] (flat or 28 rows of 28)")
     if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
