@@ -12,11 +12,19 @@ from matplotlib.figure import Figure
 __all__ = ["image_grid", "grid_figure", "reconstruction_figure", "interpolation_figure"]
 
 
+def images_per_row(n: int) -> int:
+    """A row length that fills every row when one near the square works: 128 -> 16 (8 full rows),
+    100 -> 10, 50 -> 10; else the square's ceil(sqrt(n))."""
+    side = int(np.ceil(np.sqrt(n)))
+    fits = [d for d in range(side, 2 * side + 1) if n % d == 0]
+    return fits[0] if fits else max(side, 1)
+
+
 def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """Tile images (n, 28, 28) in [0, 1] into one (H, W) array, `nrow` images per row."""
     images = np.asarray(images, dtype=np.float32).reshape(len(images), 28, 28).clip(0, 1)
     n = len(images)
-    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    nrow = nrow or images_per_row(n)
     ncol_rows = int(np.ceil(n / nrow))
     grid = np.ones((ncol_rows * (28 + pad) + pad, nrow * (28 + pad) + pad), dtype=np.float32)
     for i, img in enumerate(images):
@@ -35,7 +43,7 @@ def _show(ax, images: np.ndarray, title: str, nrow: int | None = None) -> None:
 def grid_figure(images: np.ndarray, title: str = "", nrow: int | None = None) -> Figure:
     """One grid of images with a title."""
     n = len(images)
-    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    nrow = nrow or images_per_row(n)
     side = max(3.0, 0.5 * nrow)
     fig = Figure(figsize=(side, side * np.ceil(n / nrow) / nrow + 0.4))
     _show(fig.add_subplot(), images, title, nrow)

@@ -71,7 +71,8 @@ def dim_stats(means: np.ndarray, stds: np.ndarray) -> Figure:
     ax.plot(x, means[order], color="tab:green", marker=".", lw=1, label="mean of the dim")
     ax.axhline(1.0, color=NORMAL_COLOR, lw=1.5, ls="--", label="N(0,1) std = 1")
     ax.axhline(0.0, color=NORMAL_COLOR, lw=1.5, ls=":", label="N(0,1) mean = 0")
-    ax.set_xlabel("code dimension, sorted by std (dead dims at the right)")
+    dead = int((stds < 1e-6).sum())
+    ax.set_xlabel("code dimension, sorted by std" + (f" ({dead} dead dims at the right)" if dead else ""))
     ax.set_ylabel("value")
     ax.set_xlim(-0.5, stds.size - 0.5)
     ax.set_title("Per-dimension scale of the codes vs N(0,1)")
@@ -81,15 +82,20 @@ def dim_stats(means: np.ndarray, stds: np.ndarray) -> Figure:
 
 def pca_scatter(points: np.ndarray, labels: np.ndarray,
                 explained: np.ndarray | None = None) -> Figure:
-    """Scatter of (n, 2) PCA points coloured by label, one legend entry per digit."""
+    """Scatter of (n, 2) PCA points coloured by label, one legend entry per digit.
+
+    Points are drawn in a random order (not class by class), so no digit hides the others.
+    """
     points, labels = np.asarray(points), np.asarray(labels).reshape(-1)
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["tab10"]
-    for i, label in enumerate(np.unique(labels)):
-        rows = labels == label
-        ax.scatter(points[rows, 0], points[rows, 1], s=4, alpha=0.5, color=cmap(i % 10),
-                   label=str(label), rasterized=True)
+    classes = list(np.unique(labels))
+    order = np.random.default_rng(0).permutation(len(labels))
+    colours = np.array([cmap(classes.index(v) % 10) for v in labels[order]]).reshape(-1, 4)
+    ax.scatter(points[order, 0], points[order, 1], s=3, alpha=0.45, c=colours, rasterized=True)
+    for i, label in enumerate(classes):  # legend entries only
+        ax.scatter([], [], s=12, color=cmap(i % 10), label=str(label))
     names = ["PC1", "PC2"]
     if explained is not None:
         names = [f"PC{i + 1} ({100 * r:.0f}% of variance)" for i, r in enumerate(explained[:2])]
@@ -159,9 +165,11 @@ def _as_square_images(images: np.ndarray) -> np.ndarray:
     return arr.reshape(-1, side, side)
 
 
-def image_rows(rows: dict[str, np.ndarray], n_per_row: int = 10) -> Figure:
+def image_rows(rows: dict[str, np.ndarray], n_per_row: int = 10,
+               title: str = "What the decoder makes of each kind of code") -> Figure:
     """One row of up to n_per_row images per entry of rows (name -> images in [0, 1])."""
-    fig = Figure(figsize=(1.1 * n_per_row, 1.3 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(1.1 * n_per_row, 1.3 * len(rows) + 0.4), layout="constrained")
+    fig.suptitle(title)
     axes = fig.subplots(len(rows), n_per_row, squeeze=False)
     for r, (name, images) in enumerate(rows.items()):
         images = _as_square_images(images)
