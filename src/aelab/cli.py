@@ -1,4 +1,4 @@
-"""Command line: `aelab train | sample | explain | evaluate | report | export`.
+"""Command line: `aelab train | models | compare | sample | explain | evaluate | report | export`.
 
 Thin by design: parse flags -> build a config -> call the library -> exit code. Every choice,
 its help and every "unknown X" error come from the registries (presets, datasets, models,
@@ -48,6 +48,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from .data.registry import DATASETS
     from .models import ACTIVATIONS, MODELS
     from .presets import list_presets
+    from .schedules import SCHEDULES
 
     presets = list_presets()
     p = sub.add_parser("train", help="train a model into a run folder",
@@ -62,8 +63,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-dim", type=_positive(int))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
-    p.add_argument("--output-activation", choices=ACTIVATIONS.names())
+    p.add_argument("--width-dim", type=_positive(int),
+                   help="dense families: w of the hidden widths 4w, 2w (default: the latent size)")
+    p.add_argument("--variational", dest="kind", action="store_const", const="vae",
+                   help="train the model as a VAE (Gaussian encoder, N(0, I) prior)")
+    p.add_argument("--output-activation", choices=ACTIVATIONS.names(),
+                   help="default: the model's own (dense: relu; VAEs, dense-linear, conv: sigmoid)")
     p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
+    p.add_argument("--kl-warmup", dest="kl_warmup_epochs", type=float, metavar="EPOCHS",
+                   help="VAE: beta rises linearly from 0 over this many epochs")
+    p.add_argument("--code-penalty", type=float, metavar="BETA_Z",
+                   help="AE: loss += BETA_Z * mean 0.5 ||z||^2 (a regularised autoencoder, RAE)")
+    p.add_argument("--decoder-weight-decay", type=float, help="L2 weight decay on the decoder (RAE)")
+    p.add_argument("--schedule", choices=SCHEDULES.names(), help=_choices_help(SCHEDULES) +
+                   " (default: constant)")
+    p.add_argument("--warmup-epochs", type=float, help="lr warm-up, in epochs (default 0)")
+    p.add_argument("--valid-fraction", type=float, help="share of the training images held out for "
+                   "validation (default: the preset's; 0 = validate on the test split, as the tutorial: "
+                   "seed, seed-1st-try, vae; 1/12: rae and every compare run)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=PRECISIONS)
@@ -90,13 +107,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise AelabError("--resume and --force contradict each other; choose one")
     overrides = {k: getattr(args, k) for k in (
-        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "architecture",
-        "output_activation", "beta", "seed", "device", "precision", "compile", "checkpoint_minutes",
-        "tensorboard")}
+        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "width_dim", "architecture",
+        "kind", "output_activation", "beta", "kl_warmup_epochs", "code_penalty", "decoder_weight_decay",
+        "schedule", "warmup_epochs", "valid_fraction", "seed", "device", "precision", "compile",
+        "checkpoint_minutes", "tensorboard")}
     if args.resume:
         from .rundir import RunDir
 
-        fixed = [f"--{k.replace('_', '-')}" for k in ("preset", *overrides)
+        flags = {"kind": "variational", "kl_warmup_epochs": "kl_warmup"}
+        fixed = [f"--{flags.get(k, k).replace('_', '-')}" for k in ("preset", *overrides)
                  if getattr(args, k) is not None and k not in RESUME_MAY_CHANGE]
         if fixed:
             raise AelabError(f"--resume continues the run as configured; {', '.join(fixed)} cannot change "
@@ -230,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aelab", description="Autoencoders on MNIST-like data: "
                                      "reproduce, explain, sample, measure.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_explain, _add_evaluate, _add_report, _add_export):
+    from .cli_compare import add_compare, add_models
+
+    for add in (_add_train, add_models, add_compare, _add_sample, _add_explain, _add_evaluate, _add_report,
+                _add_export):
         add(sub)
     return parser
 
