@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import nn
 
-from .engine import PARTS, TrainState
+from .engine import TrainState, part_names
 from .errors import AelabError, DivergedError, RunError
 from .files import atomic_write_bytes, check_inside
 from .records import check_metrics, is_number
@@ -182,7 +182,8 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
             raise ValueError("negative step")
         if state.epoch_step:
             perm, sums = tensors["epoch.perm"], tensors["epoch.sums"]
-            if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (len(PARTS) + 1,):
+            n_sums = len(part_names(model)) + 1
+            if perm.dtype != torch.int64 or perm.dim() != 1 or tuple(sums.shape) != (n_sums,):
                 raise ValueError("the epoch's permutation or loss sums have the wrong shape")
             state.perm, state.sums = perm, sums.double()
     except (KeyError, ValueError, TypeError, RuntimeError, RunError) as e:

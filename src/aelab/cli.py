@@ -1,4 +1,4 @@
-"""Command line: `aelab train | sample | explain | evaluate | report | export | explore`.
+"""Command line: `aelab train | models | compare | sample | explain | evaluate | report | export | explore`.
 
 Thin by design: parse flags -> build a config -> call the library -> exit code. Every choice,
 its help and every "unknown X" error come from the registries (presets, datasets, models,
@@ -68,6 +68,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from .data.registry import DATASETS
     from .models import ACTIVATIONS, MODELS
     from .presets import list_presets
+    from .schedules import SCHEDULES
 
     presets = list_presets()
     p = sub.add_parser("train", help="train a model into a run folder",
@@ -82,8 +83,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-dim", type=_positive(int, MAX_LATENT))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
-    p.add_argument("--output-activation", choices=ACTIVATIONS.names())
+    p.add_argument("--width-dim", type=_positive(int),
+                   help="dense families: w of the hidden widths 4w, 2w (default: the latent size)")
+    p.add_argument("--variational", dest="kind", action="store_const", const="vae",
+                   help="train the model as a VAE (Gaussian encoder, N(0, I) prior)")
+    p.add_argument("--output-activation", choices=ACTIVATIONS.names(),
+                   help="default: the model's own (dense: relu; VAEs, dense-linear, conv: sigmoid)")
     p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
+    p.add_argument("--kl-warmup", dest="kl_warmup_epochs", type=float, metavar="EPOCHS",
+                   help="VAE: beta rises linearly from 0 over this many epochs")
+    p.add_argument("--code-penalty", type=float, metavar="BETA_Z",
+                   help="AE: loss += BETA_Z * mean 0.5 ||z||^2 (a regularised autoencoder, RAE)")
+    p.add_argument("--decoder-weight-decay", type=float, help="L2 weight decay on the decoder (RAE)")
+    p.add_argument("--schedule", choices=SCHEDULES.names(), help=_choices_help(SCHEDULES) +
+                   " (default: constant)")
+    p.add_argument("--warmup-epochs", type=float, help="lr warm-up, in epochs (default 0)")
+    p.add_argument("--valid-fraction", type=float, help="share of the training images held out for "
+                   "validation (default: the preset's; 0 = validate on the test split, as the tutorial: "
+                   "seed, seed-1st-try, vae; 1/12: rae and every compare run)")
     p.add_argument("--seed", type=_seed)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=PRECISIONS)
@@ -100,7 +117,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "checkpoint_minutes")  # the rest would change the run
-FLAGS = {"architecture": "--model"}  # config fields whose flag is not --field-name
+FLAGS = {"architecture": "--model", "kind": "--variational", "kl_warmup_epochs": "--kl-warmup"}  # not --field
 
 
 def _flag(field: str) -> str:
@@ -121,9 +138,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise AelabError("--resume and --force contradict each other; choose one")
     overrides = {k: getattr(args, k) for k in (
-        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "architecture",
-        "output_activation", "beta", "seed", "device", "precision", "compile", "checkpoint_minutes",
-        "tensorboard")}
+        "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "width_dim", "architecture",
+        "kind", "output_activation", "beta", "kl_warmup_epochs", "code_penalty", "decoder_weight_decay",
+        "schedule", "warmup_epochs", "valid_fraction", "seed", "device", "precision", "compile",
+        "checkpoint_minutes", "tensorboard")}
     if args.resume:
         from .rundir import RunDir
 
@@ -323,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"aelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_train, _add_sample, _add_explain, _add_evaluate, _add_report, _add_export, _add_explore):
+    from .cli_compare import add_compare, add_models
+
+    for add in (_add_train, add_models, add_compare, _add_sample, _add_explain, _add_evaluate, _add_report,
+                _add_export, _add_explore):
         add(sub)
     return parser
 

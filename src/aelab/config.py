@@ -41,8 +41,12 @@ class ModelConfig:
     image_dim: int = 784            # 28 * 28 pixels
     latent_dim: int = 128           # h: encoder widths are 4h, 2h, h
     width_dim: int | None = None    # h of the hidden widths 4h, 2h when it differs from latent_dim
-    output_activation: str = "relu"  # aelab.models.ACTIVATIONS: "relu" (2nd try), "none" (1st try), "sigmoid"
+    # aelab.models.ACTIVATIONS: "relu" (2nd try), "none" (1st try), "sigmoid"; None: the
+    # architecture's own (dense AE: relu; dense VAE, dense-linear, conv: sigmoid), resolved by
+    # resolve_config and train, so config.json always names one
+    output_activation: str | None = None
     beta: float = 1.0               # VAE only: weight of the KL term
+    code_penalty: float = 0.0       # AE only: beta_z of an RAE, loss += beta_z * mean(0.5 * ||z||^2)
 
 
 @dataclass
@@ -56,6 +60,13 @@ class TrainConfig:
     compile: bool = False           # torch.compile the model
     checkpoint_minutes: float = 10.0  # also checkpoint inside long epochs
     tensorboard: bool = False
+    schedule: str = "constant"      # a name in aelab.schedules.SCHEDULES: lr as a function of the step
+    warmup_epochs: float = 0.0      # lr rises linearly from 0 over this many epochs (onecycle: its rise)
+    kl_warmup_epochs: float = 0.0   # VAE: beta rises linearly from 0 over this many epochs
+    decoder_weight_decay: float = 0.0  # L2 on the decoder's weights (Adam weight_decay), an RAE's
+    # held-out share of the training images for the per-epoch validation; 0: validate on the
+    # official test split, as the tutorial does (the seed presets; every run before this field)
+    valid_fraction: float = 1 / 12
 
 
 @dataclass
@@ -72,6 +83,7 @@ class Config:
         """Raise `AelabError` naming the first bad value; return self."""
         from .data.registry import DATASETS
         from .models import ACTIVATIONS, KINDS, MODELS
+        from .schedules import SCHEDULES
 
         def choice(name: str, value: str, options) -> tuple[bool, str]:
             options = list(options)
@@ -90,7 +102,10 @@ class Config:
         types = [whole("latent_dim", m.latent_dim), whole("image_dim", m.image_dim),
                  whole("epochs", t.epochs), whole("batch_size", t.batch_size), whole("seed", t.seed),
                  number("lr", t.lr), number("beta", m.beta),
-                 number("checkpoint_minutes", t.checkpoint_minutes)]
+                 number("checkpoint_minutes", t.checkpoint_minutes), number("code_penalty", m.code_penalty),
+                 number("warmup_epochs", t.warmup_epochs), number("kl_warmup_epochs", t.kl_warmup_epochs),
+                 number("decoder_weight_decay", t.decoder_weight_decay),
+                 number("valid_fraction", t.valid_fraction)]
         if m.width_dim is not None:
             types.append(whole("width_dim", m.width_dim))
         for ok, message in types:
@@ -111,7 +126,9 @@ class Config:
             choice("dataset", self.data.dataset, DATASETS),
             choice("architecture", m.architecture, MODELS),
             choice("kind", m.kind, KINDS),
-            choice("output_activation", m.output_activation, ACTIVATIONS),
+            (m.output_activation is None or m.output_activation in ACTIVATIONS,
+             f"output_activation={m.output_activation!r} must be one of {', '.join(ACTIVATIONS)}"),
+            choice("schedule", t.schedule, SCHEDULES),
             choice("device", t.device, DEVICES),
             choice("precision", t.precision, PRECISIONS),
             (m.latent_dim >= 1, f"latent_dim={m.latent_dim!r} must be at least 1"),
@@ -122,10 +139,30 @@ class Config:
             (t.batch_size >= 2, f"batch_size={t.batch_size!r} must be at least 2 (BatchNorm)"),
             (t.lr > 0, f"lr={t.lr!r} must be positive"),
             (t.checkpoint_minutes > 0, f"checkpoint_minutes={t.checkpoint_minutes!r} must be positive"),
+            (m.code_penalty >= 0, f"code_penalty={m.code_penalty!r} must be >= 0"),
+            (m.code_penalty == 0 or m.kind == "ae",
+             f"code_penalty={m.code_penalty!r} applies to autoencoders (kind ae); a VAE has its KL term"),
+            (t.warmup_epochs >= 0, f"warmup_epochs={t.warmup_epochs!r} must be >= 0"),
+            (t.warmup_epochs < t.epochs or t.warmup_epochs == 0,
+             f"warmup_epochs={t.warmup_epochs!r} must be less than epochs={t.epochs!r}"),
+            (t.kl_warmup_epochs >= 0, f"kl_warmup_epochs={t.kl_warmup_epochs!r} must be >= 0"),
+            (t.kl_warmup_epochs == 0 or m.kind == "vae",
+             f"kl_warmup_epochs={t.kl_warmup_epochs!r} applies to VAEs only (--variational)"),
+            (t.decoder_weight_decay >= 0, f"decoder_weight_decay={t.decoder_weight_decay!r} must be >= 0"),
+            (0 <= t.valid_fraction <= 0.5,
+             f"valid_fraction={t.valid_fraction!r} must be in [0, 0.5] (0: validate on the test split)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise AelabError(message)
+        return self
+
+    def resolved(self) -> Config:
+        """This config with `output_activation` None replaced by the architecture's own."""
+        if self.model.output_activation is None:
+            from .models import default_output_activation
+
+            self.model.output_activation = default_output_activation(self.model)
         return self
 
 
@@ -151,12 +188,14 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | None = None) -> Con
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from `Config.to_dict()` output (e.g. a run's config.json)."""
     try:
+        # runs saved before valid_fraction existed validated on the test split
+        train = {"valid_fraction": 0.0, **d["train"]}
         return Config(
             preset=d["preset"],
             data=DataConfig(**d["data"]),
             model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
-        ).validate()
+            train=TrainConfig(**train),
+        ).validate().resolved()
     except (KeyError, TypeError) as e:
         raise AelabError(f"config is not an aelab config ({e})") from None
 

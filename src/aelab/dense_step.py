@@ -32,12 +32,13 @@ def _blocks(model: nn.Module) -> list[nn.Sequential]:
 
 
 def supports(model: nn.Module) -> bool:
-    """True for an `Autoencoder` made of Linear + BatchNorm1d + (ReLU or nothing) blocks, no hooks.
+    """True for an `Autoencoder` made of Linear + BatchNorm1d + (ReLU or nothing) blocks, trained on
+    MSE alone (no code penalty), without hooks.
 
     A subclass may change the loss, and a module hook would never fire here: both train through
     autograd instead.
     """
-    if type(model) is not Autoencoder:
+    if type(model) is not Autoencoder or model.code_penalty:
         return False
     for m in model.modules():
         if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:

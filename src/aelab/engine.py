@@ -6,7 +6,9 @@ the device and are read only at sync points; Adam is fused where the build suppo
 it trains on one thread unless OMP_NUM_THREADS says otherwise (see `cpu_threads`).
 
 Resumable bit for bit: `TrainState` plus the model, optimizer and RNGs are the whole state;
-`aelab.checkpoint` captures it into a verified file and puts it back.
+`aelab.checkpoint` captures it into a verified file and puts it back. The lr and a VAE's KL
+weight are pure functions of the global step (`aelab.schedules`). An epoch's record holds
+`train_<part>` and `valid_<part>` for "loss" and each of `model.loss_parts` (tutorial: mse).
 """
 
 from __future__ import annotations
@@ -29,11 +31,22 @@ from .checks import is_finite
 from .config import Config
 from .data.images import to_float_images
 from .errors import AelabError, DivergedError
+from .schedules import StepSchedule
 
-__all__ = ["TrainState", "Interrupted", "PARTS", "make_optimizer", "fit", "evaluate_loss", "to_float_batch",
-           "cpu_threads"]
+__all__ = ["TrainState", "Interrupted", "PARTS", "part_names", "make_optimizer", "fit", "evaluate_loss",
+           "to_float_batch", "cpu_threads", "batches_per_epoch"]
 
-PARTS = ("loss", "mse")  # sums accumulated per epoch, weighted by batch size
+PARTS = ("loss", "mse")  # the tutorial model's parts; see part_names
+
+
+def part_names(model: nn.Module) -> tuple[str, ...]:
+    """The sums accumulated per epoch (weighted by batch size): "loss", then the model's loss parts."""
+    return ("loss", *getattr(model, "loss_parts", ("mse",)))
+
+
+def batches_per_epoch(n: int, batch: int) -> int:
+    """Optimizer steps per epoch over n images; a last batch of 1 is dropped (it breaks BatchNorm)."""
+    return n // batch + (1 if n % batch >= 2 else 0)
 
 
 class Interrupted(AelabError):
@@ -49,7 +62,7 @@ class TrainState:
     metrics: list[dict] = field(default_factory=list)
     epoch_step: int = 0                 # batches done in epoch `epoch + 1`
     perm: torch.Tensor | None = None    # that epoch's permutation, (n_train,) int64
-    sums: torch.Tensor | None = None    # running sums of PARTS and the sample count, (3,) float64
+    sums: torch.Tensor | None = None    # running sums of part_names and the sample count, float64
     epoch_seconds: float = 0.0          # time already spent in that epoch before a resume
 
 
@@ -85,32 +98,49 @@ class _TorchThreads:
         torch.set_num_threads(self._old)
 
 
-def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where available (CPU and CUDA in torch >= 2.4), else foreach."""
+def make_optimizer(model: nn.Module, lr: float, device: torch.device,
+                   decoder_weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel where available (CPU and CUDA in torch >= 2.4), else foreach.
+
+    `decoder_weight_decay` > 0 puts `model.decoder`'s parameters in a second group with that L2
+    weight decay (Adam's, i.e. the gradient of decay/2 * ||theta||^2: an RAE's decoder term).
+    """
+    params: Any = list(model.parameters())
+    if decoder_weight_decay:
+        in_decoder = {id(p) for p in model.decoder.parameters()}
+        params = [{"params": [p for p in params if id(p) not in in_decoder]},
+                  {"params": [p for p in params if id(p) in in_decoder],
+                   "weight_decay": decoder_weight_decay}]
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, foreach=device.type != "cpu")
+        return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")
 
 
 # --- validation ------------------------------------------------------------------------------
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean training objective and per-pixel MSE over a split, in eval mode, on a forked RNG."""
+    """Mean objective and each loss part over a split, in eval mode, on a forked RNG (a VAE at full beta)."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(PARTS), dtype=torch.float64, device=images_u8.device)
+    names = part_names(model)
+    kl_scale = getattr(model, "kl_scale", None)
+    if kl_scale is not None:
+        model.kl_scale = 1.0
+    sums = torch.zeros(len(names), dtype=torch.float64, device=images_u8.device)
     devices = [images_u8.device.index or 0] if images_u8.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)  # the VAE objective samples z; keep validation repeatable
         for i in range(0, len(images_u8), batch_size):
             x = to_float_batch(images_u8[i:i + batch_size])
             loss, parts = model.loss(x)
-            sums += torch.stack([loss.detach(), parts["mse"]]).double() * len(x)
+            sums += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double() * len(x)
     model.train(was_training)
+    if kl_scale is not None:
+        model.kl_scale = kl_scale
     values = (sums / len(images_u8)).tolist()
-    return dict(zip(PARTS, values))
+    return dict(zip(names, values))
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -163,7 +193,9 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
     rank, world = _world()
     n = len(train_u8)
     batch = tc.batch_size
-    n_batches = n // batch + (1 if n % batch >= 2 else 0)  # a last batch of 1 breaks BatchNorm
+    n_batches = batches_per_epoch(n, batch)
+    names = part_names(model)
+    schedule = StepSchedule.of(tc, n_batches)
     sync_every = 1 if device.type == "cpu" else 25          # host reads cost nothing on CPU
     loss_fn = loss_fn or model.loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
@@ -189,7 +221,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
             epoch = state.epoch + 1
             if state.epoch_step == 0:
                 state.perm = torch.randperm(n, generator=data_gen)
-                state.sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
+                state.sums = torch.zeros(len(names) + 1, dtype=torch.float64)
             perm = state.perm.to(device)
             sums = state.sums.to(device)
             started = time.perf_counter() - state.epoch_seconds
@@ -200,19 +232,20 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                 idx = perm[b * batch:(b + 1) * batch]
                 idx = idx[rank::world]  # this rank's share of the global batch
                 x = to_float_batch(train_u8.index_select(0, idx))  # 10x cheaper than train_u8[idx] on CPU
+                schedule.apply(state.step, optimizer, model)  # resumed, it follows the same curve
                 loss, parts = grad_fn(x)
                 sync = (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised
                 if sync:  # before the step touches the weights
                     _stop_if_not_finite(model, loss, epoch, b + 1, tc.lr)
                 optimizer.step()
                 # in place and without a host tensor: no host-to-device copy per step on a GPU
-                sums[:2] += torch.stack([loss.detach().double(), parts["mse"].double()]) * len(x)
-                sums[2] += len(x)
+                sums[:-1] += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double() * len(x)
+                sums[-1] += len(x)
                 state.step += 1
                 state.epoch_step = b + 1
                 if sync:
                     bar.update(b + 1 - bar.n)
-                    bar.set_postfix(loss=f"{(sums[0] / sums[2]).item():.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{(sums[0] / sums[-1]).item():.4f}", refresh=False)
                     timed_out = time.monotonic() - last_checkpoint > tc.checkpoint_minutes * 60
                     if (sigint.raised or timed_out) and b + 1 < n_batches:
                         state.sums, state.epoch_seconds = sums.cpu(), time.perf_counter() - started
@@ -230,10 +263,12 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                                     f"the last good checkpoint is kept; try a lower --lr (now {tc.lr:g})")
             valid = evaluate_loss(model, valid_u8)
             train_sums = sums.tolist()
-            record = {"epoch": epoch, "train_loss": train_sums[0] / train_sums[2],
-                      "train_mse": train_sums[1] / train_sums[2], "valid_loss": valid["loss"],
-                      "valid_mse": valid["mse"], "seconds": round(time.perf_counter() - started, 4),
+            record = {"epoch": epoch, **{f"train_{k}": v / train_sums[-1] for k, v in zip(names, train_sums)},
+                      **{f"valid_{k}": v for k, v in valid.items()},
+                      "seconds": round(time.perf_counter() - started, 4),
                       "steps": state.step, "lr": optimizer.param_groups[0]["lr"]}
+            if schedule.kl_warmup:
+                record["kl_weight"] = model.kl_scale
             state.epoch, state.epoch_step, state.perm, state.sums = epoch, 0, None, None
             state.epoch_seconds = 0.0
             state.metrics.append(record)

@@ -103,6 +103,10 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     pairs = interpolate(run, valid_u8[0:8:2], valid_u8[1:9:2])
     save_figure(interpolation_figure(pairs.numpy(), "straight lines in code space between validation digits"),
                 run.path / "figures" / "interpolation.png")
+    if run.latent_dim == 2:  # the codes themselves and the decoded plane: figures/codes_2d.png, manifold.png
+        from .plane import write_plane_figures
+
+        write_plane_figures(run, valid_u8, data.test_labels, run.path / "figures", "test images")
     write_json(run.path / "evaluation.json", result)
     return result
 

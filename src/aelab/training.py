@@ -25,16 +25,19 @@ from .config import Config
 from .data import ImageData, load_dataset
 from .data.images import to_float_images
 from .distributed import init_distributed, sync_batchnorm, wrap_ddp
-from .engine import TrainState, fit, make_optimizer, to_float_batch
+from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, make_optimizer, to_float_batch
 from .errors import AelabError
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
-from .models import create_model
+from .models import create_model, model_warning
 from .report import refresh_report
 from .run import Run, load_run, pick_device
 from .rundir import RunDir
+from .splits import Split
 from .version import __version__
 
-__all__ = ["train", "default_run_dir"]
+__all__ = ["train", "default_run_dir", "final_record", "FINAL"]
+
+FINAL = "final.json"  # the finished run's numbers on every split, the test split's only here
 
 
 def _stderr(line: str) -> None:
@@ -56,12 +59,16 @@ def _reconstruct(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
 
 def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, force: bool = False,
           quiet: bool = False, data: ImageData | None = None,
-          log: Callable[[str], None] = _stderr) -> Run:
+          log: Callable[[str], None] = _stderr,
+          on_epoch: Callable[[dict], None] | None = None) -> Run:
     """Train the model `cfg` describes into run folder `out`; return the finished `Run`.
 
     With `resume=True`, `out` must hold a checkpoint; training continues from it with the run's
     saved config, except `cfg.train.epochs` (which may extend a finished run),
     `cfg.train.checkpoint_minutes` and `cfg.data.data_dir` (where to find the same files).
+    `on_epoch(record)` is called after each epoch's record is written (e.g. a progress bar).
+    The per-epoch validation uses the split `cfg.train.valid_fraction` names (`aelab.splits`);
+    the test split is scored once at the end into `RUN_DIR/final.json`.
     """
     rank, world, dist_device = init_distributed(cfg.train.device)
     run_dir = RunDir(out or default_run_dir(cfg.preset))
@@ -71,13 +78,16 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             saved, data=dataclasses.replace(saved.data, data_dir=cfg.data.data_dir or saved.data.data_dir),
             train=dataclasses.replace(saved.train, epochs=cfg.train.epochs,
                                       checkpoint_minutes=cfg.train.checkpoint_minutes))
-    cfg.validate()
+    cfg.validate().resolved()
     if cfg.data.data_dir:  # absolute, so the run's config finds the data from any working directory
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(
             cfg.data, data_dir=str(Path(cfg.data.data_dir).expanduser().resolve())))
     say = log if rank == 0 else (lambda line: None)
     if rank == 0:
         run_dir.prepare(resume=resume, force=force)
+        (run_dir.path / FINAL).unlink(missing_ok=True)  # belongs to weights about to change
+        if (warning := model_warning(cfg.model)) and not resume:
+            say(f"aelab: warning: {warning}")
     if world > 1:
         dist.barrier()
     lock = run_dir.lock() if rank == 0 else nullcontext()
@@ -91,7 +101,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         if world > 1:
             model = sync_batchnorm(model, device)
             torch.manual_seed(cfg.train.seed + rank)  # VAE noise differs across ranks
-        optimizer = make_optimizer(model, cfg.train.lr, device)
+        optimizer = make_optimizer(model, cfg.train.lr, device, cfg.train.decoder_weight_decay)
         state = TrainState()
         if resume:
             _check_same_data(run_dir, data)
@@ -111,9 +121,10 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         if rank == 0:
             run_dir.write_metrics(state.metrics)  # drops any epoch logged after the checkpoint
 
-        train_u8 = data.train_images.to(device)
-        valid_u8 = data.test_images.to(device)
-        shown = data.test_images[:25]  # the tutorial's first validation batch, 25 images
+        split = Split.of(data, cfg.train.valid_fraction)
+        train_u8 = split.train_images.to(device)
+        valid_u8 = split.valid_images.to(device)
+        shown = split.valid_images[:25]  # the first validation batch, 25 images (the tutorial's)
         shown_float = to_float_images(shown).reshape(-1, 28, 28).numpy()
         loss_fn = model.loss
         if world > 1:
@@ -130,6 +141,8 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             if rank != 0:
                 return
             run_dir.write_metrics(state.metrics)
+            if on_epoch is not None:
+                on_epoch(record)
             recon = _reconstruct(model, shown.to(device))
             save_figure(reconstruction_figure(shown_float, recon.numpy(), f"epoch {record['epoch']}"),
                         run_dir.figures / f"epoch_{record['epoch']:03d}.png")
@@ -165,6 +178,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
                             run_dir.figures / "loss.png")
         if rank == 0:
             run_dir.write_weights(model)
+            run_dir.write_json(run_dir.path / FINAL, final_record(model, state.metrics, split, data, device))
             recon = _reconstruct(model, shown.to(device))
             save_figure(grid_figure(shown_float, "validation input"),
                         run_dir.figures / "result_input.png")
@@ -178,6 +192,22 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     return load_run(run_dir.path, device="cpu")
+
+
+def final_record(model: nn.Module, metrics: list[dict], split: Split, data: ImageData,
+                 device: torch.device) -> dict:
+    """The last epoch's train and validation parts, the test split's (scored now), and which is which."""
+    last = metrics[-1]
+    with _TorchThreads(cpu_threads() if device.type == "cpu" else None):  # the thread count of training
+        test = evaluate_loss(model, data.test_images.to(device))
+    best = min(metrics, key=lambda m: m["valid_loss"])
+    seconds = sorted(m["seconds"] for m in metrics)
+    return {"epoch": last["epoch"], "splits": split.info(),
+            "train": {k[6:]: v for k, v in last.items() if k.startswith("train_")},
+            "valid": {k[6:]: v for k, v in last.items() if k.startswith("valid_")},
+            "test": test,
+            "best_valid_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
+            "seconds_per_epoch_median": seconds[len(seconds) // 2]}
 
 
 def _check_same_data(run_dir: RunDir, data: ImageData) -> None:

@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from aelab.figures import latent as lf
+from aelab.figures.plane import code_scatter, manifold_figure
 from aelab.files import atomic_write_text
+from aelab.plane import GRID, plane_grid
 
 from .stats import (
     DEAD_STD,
@@ -31,11 +34,13 @@ __all__ = ["write_explain", "explain_run"]
 
 
 def write_explain(out_dir, train_codes, train_labels, valid_codes, noise_codes,
-                  decoded_noise_images=None, decoded_real_images=None) -> Path:
+                  decoded_noise_images=None, decoded_real_images=None, decode=None) -> Path:
     """Write explain.json, the figures (PNG) and explain.md into out_dir; return the md path.
 
     noise_codes are the N(0, I) codes that were fed to the decoder; the decoded images, when
-    given (shape (n, 784) or (n, 28, 28), values in [0, 1]), are shown side by side.
+    given (shape (n, 784) or (n, 28, 28), values in [0, 1]), are shown side by side. Codes of 2
+    dims are drawn as they are (no PCA), and with `decode` (codes (m, 2) -> images (m, 28, 28))
+    the decoder's images over the code plane too.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +60,18 @@ def write_explain(out_dir, train_codes, train_labels, valid_codes, noise_codes,
          lf.distance_histogram(arrays, {k: dist[k]["median"] for k in arrays})),
     ]
     pca = None
-    if stats["active_dims"] >= 1:
+    if train.shape[1] == 2:
+        keep = np.arange(train.shape[0])
+        if keep.size > PCA_MAX_POINTS:
+            keep = np.sort(np.random.default_rng(0).choice(keep, PCA_MAX_POINTS, replace=False))
+        figures.append(("codes_2d.png", "Training codes in the code plane itself (2 dims: no PCA), by digit.",
+                        code_scatter(train[keep], labels[keep], "Training codes, by digit")))
+        if decode is not None:
+            grid, extent = plane_grid(train)
+            images = np.asarray(decode(grid)).reshape(GRID, GRID, 28, 28)
+            figures.append(("manifold.png", "The decoder over the code plane: the codes' 1st-99th "
+                            "percentiles on each axis.", manifold_figure(images, extent)))
+    elif stats["active_dims"] >= 1:
         points, ratio = pca_2d(train)
         pca = [sig(r) for r in ratio]
         keep = np.arange(train.shape[0])
@@ -92,14 +108,18 @@ def write_explain(out_dir, train_codes, train_labels, valid_codes, noise_codes,
 
 def explain_run(run_dir: str | Path, seed: int = 0, device: str = "cpu") -> Path:
     """Measure why N(0, I) codes decode to no digits; write `RUN_DIR/explain/` and return explain.md."""
+    from aelab.models import model_warning
     from aelab.run import load_run
     from aelab.samplers.fitting import run_data
 
     run = load_run(run_dir, device=device)
+    if (warning := model_warning(run.config.model)):
+        print(f"aelab: warning: {warning}", file=sys.stderr)
     data = run_data(run)
     train_codes = run.encode(data.train_images).numpy()
     valid_codes = run.encode(data.test_images).numpy()
     noise = np.random.default_rng(seed).standard_normal(valid_codes.shape).astype(np.float32)
     return write_explain(run.path / "explain", train_codes, data.train_labels.numpy(), valid_codes, noise,
                          decoded_noise_images=run.decode(noise[:32]).numpy(),
-                         decoded_real_images=run.decode(valid_codes[:32]).numpy())
+                         decoded_real_images=run.decode(valid_codes[:32]).numpy(),
+                         decode=lambda codes: run.decode(codes).numpy())

@@ -1,4 +1,7 @@
-"""Training curves from metrics.jsonl records."""
+"""Training curves from metrics.jsonl records: the loss and every part a model reports.
+
+    fig = loss_figure(metrics)   # one panel for the loss, one per other part (a VAE's recon, kl, ...)
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,39 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-__all__ = ["loss_figure"]
+__all__ = ["loss_figure", "curve_parts"]
+
+
+def curve_parts(metrics: Sequence[dict]) -> list[str]:
+    """"loss", then each part logged for train and validation whose values differ from the loss's
+    (the tutorial's mse is its loss, so it gets no second panel)."""
+    keys = metrics[0].keys()
+    parts = [k[6:] for k in keys if k.startswith("train_") and f"valid_{k[6:]}" in keys]
+    same = {p for p in parts if all(m[f"train_{p}"] == m["train_loss"] and m[f"valid_{p}"] == m["valid_loss"]
+                                    for m in metrics)}
+    return ["loss", *(p for p in parts if p != "loss" and p not in same)]
 
 
 def loss_figure(metrics: Sequence[dict], title: str = "") -> Figure:
-    """Train and validation loss per epoch from metrics.jsonl records."""
+    """Train and validation curves per epoch from metrics.jsonl records, a panel per loss part."""
     epochs = [m["epoch"] for m in metrics]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    ax.plot(epochs, [m["train_loss"] for m in metrics], marker="o", label="train")
-    ax.plot(epochs, [m["valid_loss"] for m in metrics], marker="o", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    if all(m["valid_loss"] > 0 for m in metrics) and all(m["train_loss"] > 0 for m in metrics):
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "loss per epoch")
+    parts = curve_parts(metrics)
+    fig = Figure(figsize=(6 + 3.2 * (len(parts) - 1), 4))
+    for i, part in enumerate(parts):
+        ax = fig.add_subplot(1, len(parts), i + 1)
+        train = [m[f"train_{part}"] for m in metrics]
+        valid = [m[f"valid_{part}"] for m in metrics]
+        ax.plot(epochs, train, marker="o", label="train")
+        ax.plot(epochs, valid, marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(part)
+        if all(v > 0 for v in train + valid):
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        if i == 0:
+            ax.set_title(title or "loss per epoch")
+        else:
+            ax.set_title(part)
     fig.tight_layout()
     return fig

@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .ae import ae_loss, ae_parts
 from .blocks import activation, dense
-from .registry import MODELS
+from .registry import register_model
 from .vae import VAE
 
 if TYPE_CHECKING:
@@ -49,13 +49,15 @@ def decoder(h: int, image_dim: int, output_activation: str = "relu", output_norm
 
 
 class Autoencoder(nn.Module):
-    """The tutorial's network (its `Net`), trained with per-pixel MSE."""
+    """The tutorial's network (its `Net`), trained with per-pixel MSE (`code_penalty`: `aelab.models.ae`)."""
 
     def __init__(self, image_dim: int = 784, latent_dim: int = 128, output_activation: str = "relu",
-                 width_dim: int | None = None):
+                 width_dim: int | None = None, code_penalty: float = 0.0):
         super().__init__()
         self.encoder = encoder(image_dim, latent_dim, width_dim)
         self.decoder = decoder(latent_dim, image_dim, output_activation, width=width_dim)
+        self.code_penalty = code_penalty
+        self.loss_parts = ae_parts(code_penalty)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(torch.flatten(x, start_dim=1))
@@ -77,8 +79,8 @@ class Autoencoder(nn.Module):
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = torch.flatten(x, start_dim=1)
-        mse = F.mse_loss(self(x), x)
-        return mse, {"mse": mse.detach()}
+        z = self.encode(x)
+        return ae_loss(self.decode(z), x, z, self.code_penalty)
 
 
 class DenseVAE(VAE):
@@ -101,8 +103,19 @@ class DenseVAE(VAE):
 
 # --- registered variants ---------------------------------------------------------------------
 
-@MODELS.register("dense", "the tutorial's network: Linear+BatchNorm1d+ReLU blocks 784-4h-2h-h and back")
+def _code_warning(cfg: ModelConfig) -> str | None:
+    if cfg.kind == "ae" and cfg.latent_dim == 2:
+        return ("the dense model's code passes a final ReLU, so its 2-d codes cannot be negative: "
+                "they fill one quadrant of the plane, many on its edges at exactly 0 (dense-linear "
+                "and conv have a linear code)")
+    return None
+
+
+@register_model("dense", "the tutorial's network: Linear+BatchNorm1d+ReLU blocks 784-4w-2w-h and back "
+                "(w = width_dim or h), the code and the output included", ae="relu", vae="sigmoid",
+                warning=_code_warning)
 def dense_model(cfg: ModelConfig) -> nn.Module:
+    act = cfg.output_activation or dense_model.output_activation[cfg.kind]
     if cfg.kind == "vae":
-        return DenseVAE(cfg.image_dim, cfg.latent_dim, cfg.output_activation, cfg.beta, cfg.width_dim)
-    return Autoencoder(cfg.image_dim, cfg.latent_dim, cfg.output_activation, cfg.width_dim)
+        return DenseVAE(cfg.image_dim, cfg.latent_dim, act, cfg.beta, cfg.width_dim)
+    return Autoencoder(cfg.image_dim, cfg.latent_dim, act, cfg.width_dim, cfg.code_penalty)

@@ -31,14 +31,18 @@ class VAE(nn.Module):
     the mean and log-variance of a `latent_dim` code, and `make_decoder()` (code -> image).
 
     The decoder is built after the head, so parameters are drawn from the seed in the order
-    encoder, head, decoder.
+    encoder, head, decoder. `kl_scale` (not a parameter; the engine sets it each step for
+    `--kl-warmup`) multiplies beta; it is 1 outside training.
     """
+
+    loss_parts = ("recon", "kl", "mse")
 
     def __init__(self, encoder: nn.Module, feature_dim: int, latent_dim: int,
                  make_decoder: Callable[[], nn.Module], output_activation: str = "sigmoid",
                  beta: float = 1.0):
         super().__init__()
         self.beta = beta
+        self.kl_scale = 1.0
         self.encoder = encoder
         self.to_moments = nn.Linear(feature_dim, 2 * latent_dim)  # -> (mean, log-variance), each (n, h)
         self.decoder = make_decoder()
@@ -62,7 +66,7 @@ class VAE(nn.Module):
         return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Negative ELBO per image: reconstruction + beta * KL(q(z|x) || N(0, I)).
+        """Negative ELBO per image: reconstruction + beta * kl_scale * KL(q(z|x) || N(0, I)).
 
         Reconstruction is Bernoulli (binary cross-entropy summed over pixels) with a sigmoid output,
         else Gaussian (squared error summed over pixels).
@@ -77,4 +81,5 @@ class VAE(nn.Module):
             recon = F.mse_loss(x_hat, x, reduction="sum") / n
         kl = gaussian_kl(mu, logvar)
         mse = F.mse_loss(x_hat.detach(), x)
-        return recon + self.beta * kl, {"recon": recon.detach(), "kl": kl.detach(), "mse": mse}
+        weight = self.beta * self.kl_scale  # beta exactly when kl_scale is 1
+        return recon + weight * kl, {"recon": recon.detach(), "kl": kl.detach(), "mse": mse}

@@ -1,0 +1,88 @@
+"""`aelab models` and `aelab compare`: their flags and their (thin) handlers, beside `aelab.cli`.
+
+    aelab models --latent-dim 2
+    aelab compare --models dense,dense-linear,conv --latent-dims 2,8,16,32,64,128 --out runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_models", "add_compare"]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the models: parameters at a latent size, and what each is")
+    p.add_argument("--latent-dim", type=_positive, default=128, help="code size (default 128)")
+    p.add_argument("--width-dim", type=_positive,
+                   help="dense families: w of the hidden widths 4w, 2w (default: the latent size)")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models.catalog import describe_models
+
+    rows = describe_models(args.latent_dim, args.width_dim)
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'model':<{width}}  {'AE params':>10}  {'VAE params':>10}  (latent {args.latent_dim})")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['ae_params']:>10,}  {r['vae_params']:>10,}  {r['help']}")
+    return 0
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    from .data.registry import DATASETS
+
+    p = sub.add_parser("compare", help="train and score model families across latent sizes, beside PCA",
+                       description="Train every model x latent size into OUT/<model>-<latent>/ (finished "
+                       "runs are reused, interrupted ones resumed), fit PCA at each size, score "
+                       "reconstruction on the test split and samples by FID; write OUT/compare.json, "
+                       "OUT/compare.md and OUT/compare-*.png. A model name ending in -vae is its VAE.")
+    p.add_argument("--models", default="dense,dense-linear,conv", help="comma-separated "
+                   "(default dense,dense-linear,conv; e.g. dense-vae, conv-vae)")
+    p.add_argument("--latent-dims", default="2,8,16,32,64,128", help="comma-separated code sizes")
+    p.add_argument("--epochs", type=_positive, default=20)
+    p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
+    p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
+    p.add_argument("--n", type=int, default=2000, help="samples per FID (default 2000; 0: no FID)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for the runs and the tables")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .compare import compare, grid_from_text
+    from .engine import Interrupted
+
+    grid = grid_from_text(args.models, args.latent_dims)
+    words = ["aelab", "compare", "--models", args.models, "--latent-dims", args.latent_dims,
+             "--epochs", str(args.epochs)]
+    defaults = {"--n": 2000, "--seed": 0}
+    for flag, value in (("--dataset", args.dataset), ("--data-dir", args.data_dir), ("--n", args.n),
+                        ("--seed", args.seed), ("--out", args.out)):
+        if value is not None and value != defaults.get(flag):
+            words += [flag, str(value)]
+    command = " ".join(shlex.quote(w) for w in words)
+    try:
+        result = compare(grid, args.out, epochs=args.epochs, data_dir=args.data_dir,
+                         dataset=args.dataset or "mnist", n_samples=args.n, seed=args.seed,
+                         progress=not args.quiet, command=command)
+    except Interrupted as e:
+        print(f"aelab: {e}", file=sys.stderr)
+        return 130
+    print(result["markdown"])
+    return 0

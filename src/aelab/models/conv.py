@@ -1,0 +1,67 @@
+"""`conv`: strided convolutions down to 7x7, a linear code, transposed convolutions back, sigmoid.
+
+    model = create_model(ModelConfig(architecture="conv", latent_dim=32))
+
+Encoder: (n, 784) -> (n, 1, 28, 28) -> 3x3 stride-2 convs 28 -> 14 -> 7 (channels 32, 64; each
+Conv2d + BatchNorm2d + ReLU) -> flatten (n, 64 * 49) -> Linear to the h-dim code, with nothing
+after it. Decoder: Linear h -> 64 * 49 + BatchNorm1d + ReLU -> (n, 64, 7, 7) -> 4x4 stride-2
+ConvTranspose2d 7 -> 14 (+ BatchNorm2d + ReLU) -> 4x4 stride-2 ConvTranspose2d 14 -> 28 to one
+channel -> flatten (n, 784) -> sigmoid. The VAE uses the same encoder trunk (up to the flatten)
+and decoder. The widths are the ones measured best in the architecture sweep (README, "Which
+autoencoder, and why").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from ..errors import AelabError
+from .ae import AE
+from .blocks import activation, conv, up
+from .registry import register_model
+from .vae import VAE
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
+__all__ = ["CHANNELS", "trunk", "decoder", "conv_model"]
+
+CHANNELS = (32, 64)  # at 14x14 and at 7x7
+
+
+def trunk(channels: tuple[int, int] = CHANNELS) -> nn.Sequential:
+    """Image (n, 784) -> features (n, channels[1] * 49)."""
+    c1, c2 = channels
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                         conv(1, c1, stride=2),    # (n, c1, 14, 14)
+                         conv(c1, c2, stride=2),   # (n, c2, 7, 7)
+                         nn.Flatten())             # (n, c2 * 49)
+
+
+def decoder(h: int, output_activation: str, channels: tuple[int, int] = CHANNELS) -> nn.Sequential:
+    """Code (n, h) -> image (n, 784), mirroring `trunk`; the output layer has no BatchNorm."""
+    c1, c2 = channels
+    return nn.Sequential(nn.Linear(h, c2 * 49, bias=False), nn.BatchNorm1d(c2 * 49), nn.ReLU(),
+                         nn.Unflatten(1, (c2, 7, 7)),
+                         up(c2, c1),                                            # (n, c1, 14, 14)
+                         nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),     # (n, 1, 28, 28)
+                         nn.Flatten(),                                          # (n, 784)
+                         activation(output_activation))
+
+
+# --- registered variants ---------------------------------------------------------------------
+
+@register_model("conv", "3x3 stride-2 convolutions 28-14-7 (32, 64 channels), a linear code, "
+                "transposed convolutions back, sigmoid output")
+def conv_model(cfg: ModelConfig) -> nn.Module:
+    if cfg.width_dim is not None:
+        raise AelabError(f"width_dim={cfg.width_dim!r} applies to the dense families; conv's channels "
+                         f"are {CHANNELS[0]} and {CHANNELS[1]}")
+    h = cfg.latent_dim
+    act = cfg.output_activation or conv_model.output_activation[cfg.kind]
+    if cfg.kind == "vae":
+        return VAE(trunk(), CHANNELS[1] * 49, h, lambda: decoder(h, act), act, cfg.beta)
+    encoder = nn.Sequential(trunk(), nn.Linear(CHANNELS[1] * 49, h))
+    return AE(encoder, decoder(h, act), cfg.code_penalty)
