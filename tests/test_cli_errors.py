@@ -198,3 +198,27 @@ def test_real_processes_print_no_traceback(folders):
         assert "Traceback" not in err and ": error: " in lines[-1], (argv, err)
         if cases[argv] == 1:
             assert lines == [f"aelab: error: no run folder at {missing}"], lines
+
+
+# ---------------------------------------------------------------- help a newcomer can act on
+
+@pytest.mark.parametrize("name", ["train", "sample", "explain", "evaluate", "report", "export", "explore",
+                                  "models", "compare"])
+def test_every_help_shows_an_example(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    out = capsys.readouterr().out
+    assert f"example: aelab {name}" in out
+
+
+def test_help_shows_defaults_and_version(capsys):
+    for argv, words in ((["train", "--help"], ["seed: 20", "seed: 0.001", "(default: seed)"]),
+                        (["sample", "--help"], ["default: normal", "default 128"]),
+                        (["evaluate", "--help"], ["default 5000"])):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(w in out for w in words), (argv, out)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("aelab 0.")

@@ -63,6 +63,34 @@ def _choices_help(registry) -> str:
     return "; ".join(f"{name}: {help}" for name, help in registry.helps().items())
 
 
+def _preset_default(field: str) -> str:
+    """'(default: the preset's; seed: 20, vae: 150)' for a train flag whose default a preset sets."""
+    from .config import section_of
+    from .presets import get_preset
+
+    values = {}
+    for name in ("seed", "vae"):
+        cfg = get_preset(name)
+        values[name] = getattr(getattr(cfg, section_of(cfg, field)), field)
+    return "(default: the preset's; " + ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}"
+                                                 for k, v in values.items()) + ")"
+
+
+EXAMPLES = {
+    "train": "example: aelab train --data-dir DIR --out runs/seed   (the tutorial); "
+             "aelab train --preset vae --out runs/vae; aelab train --out runs/seed --resume",
+    "sample": "example: aelab sample runs/seed --sampler gmm --n 100 --out gmm.png",
+    "explain": "example: aelab explain runs/seed   (then read runs/seed/explain/explain.md)",
+    "evaluate": "example: aelab evaluate runs/seed --n 2000 --samplers normal,gmm",
+    "report": "example: aelab report runs/seed   (then open runs/seed/report.html)",
+    "export": "example: aelab export runs/seed --onnx exported/",
+    "explore": "example: aelab explore runs/seed --port 8000   (then open http://127.0.0.1:8000/)",
+    "models": "example: aelab models --latent-dim 2",
+    "compare": "example: aelab compare --models dense,dense-linear,conv --latent-dims 2,16,128 "
+               "--epochs 20 --out runs/compare",
+}
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .config import DEVICES, PRECISIONS
     from .data.registry import DATASETS
@@ -74,13 +102,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model into a run folder",
                        description="Train an autoencoder. Presets: " +
                        "; ".join(f"{k}: {v}" for k, v in presets.items()))
-    p.add_argument("--preset", choices=list(presets), help="default: seed")
-    p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
+    p.add_argument("--preset", choices=list(presets), help="(default: seed)")
+    p.add_argument("--dataset", choices=DATASETS.names(), help="(default: mnist)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
-    p.add_argument("--epochs", type=_positive(int, MAX_EPOCHS))
-    p.add_argument("--batch-size", type=_positive(int, MAX_BATCH))
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--latent-dim", type=_positive(int, MAX_LATENT))
+    p.add_argument("--epochs", type=_positive(int, MAX_EPOCHS), help=_preset_default("epochs"))
+    p.add_argument("--batch-size", type=_positive(int, MAX_BATCH), help=_preset_default("batch_size"))
+    p.add_argument("--lr", type=_positive(float), help="Adam's learning rate " + _preset_default("lr"))
+    p.add_argument("--latent-dim", type=_positive(int, MAX_LATENT),
+                   help="code size " + _preset_default("latent_dim"))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
     p.add_argument("--width-dim", type=_positive(int),
@@ -89,7 +118,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="train the model as a VAE (Gaussian encoder, N(0, I) prior)")
     p.add_argument("--output-activation", choices=ACTIVATIONS.names(),
                    help="default: the model's own (dense: relu; VAEs, dense-linear, conv: sigmoid)")
-    p.add_argument("--beta", type=float, help="VAE: weight of the KL term")
+    p.add_argument("--beta", type=float, help="VAE: weight of the KL term (default 1)")
     p.add_argument("--kl-warmup", dest="kl_warmup_epochs", type=float, metavar="EPOCHS",
                    help="VAE: beta rises linearly from 0 over this many epochs")
     p.add_argument("--code-penalty", type=float, metavar="BETA_Z",
@@ -101,9 +130,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-fraction", type=float, help="share of the training images held out for "
                    "validation (default: the preset's; 0 = validate on the test split, as the tutorial: "
                    "seed, seed-1st-try, vae; 1/12: rae and every compare run)")
-    p.add_argument("--seed", type=_seed)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--seed", type=_seed, help="(default 0)")
+    p.add_argument("--device", choices=DEVICES, help="(default auto: cuda, then mps, then cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, help="(default fp32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     p.add_argument("--checkpoint-minutes", type=_positive(float),
                    help="also checkpoint inside epochs this often (default 10)")
@@ -171,13 +200,13 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
     p.add_argument("run_dir")
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
-                   help=_choices_help(SAMPLERS))
-    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128)
+                   help=_choices_help(SAMPLERS) + " (default: normal, the tutorial's)")
+    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128, help="how many images (default 128)")
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
     p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -225,8 +254,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="why N(0, I) noise through the decoder gives no digits, "
                        "measured: RUN_DIR/explain/")
     p.add_argument("run_dir")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_explain)
 
 
@@ -249,8 +278,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="samples per sampler (default 5000)")
     p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
     p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -346,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, add_models, add_compare, _add_sample, _add_explain, _add_evaluate, _add_report,
                 _add_export, _add_explore):
         add(sub)
+    for name, command in sub.choices.items():
+        command.epilog = EXAMPLES.get(name)
     return parser
 
 
