@@ -1,6 +1,6 @@
 """The Python API: aelab.train -> Run, aelab.load_run, encode/decode/reconstruct/sample, Datasets.
 
-The README's Python example runs here as written (on a 3,000-image slice instead of full MNIST).
+docs/api.md's Python example runs here as written (on a 3,000-image slice instead of full MNIST).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import aelab
 from aelab.run import Run
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "api.md"  # the Python API page the README links
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_public_api_is_typed():
 def test_readme_python_example_runs(tmp_path, monkeypatch, small_mnist):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     examples = [b for b in blocks if "aelab.train(" in b and "load_run(" in b]
-    assert examples, "README.md needs a ```python example that calls aelab.train and aelab.load_run"
+    assert examples, "docs/api.md needs a ```python example that calls aelab.train and aelab.load_run"
     monkeypatch.chdir(tmp_path)  # the example writes its run folder relative to the cwd
     monkeypatch.setattr("aelab.training.load_dataset", lambda *a, **k: small_mnist)
     monkeypatch.setattr("aelab.data.load_dataset", lambda *a, **k: small_mnist)

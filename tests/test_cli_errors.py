@@ -222,3 +222,11 @@ def test_help_shows_defaults_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("aelab 0.")
+
+
+def test_install_hints_fit_a_source_checkout():
+    from aelab.extras import install_hint
+
+    hint = install_hint("onnx")
+    assert hint.startswith("pip install -e '") and hint.endswith("[onnx]'")  # tests run from a checkout
+    assert Path(hint.split("'")[1].removesuffix("[onnx]"), "pyproject.toml").is_file()

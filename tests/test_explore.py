@@ -248,7 +248,7 @@ def test_serve_refuses_clearly_and_stops_on_ctrl_c(run_dirs, tmp_path, monkeypat
     finally:
         stop()
     monkeypatch.setitem(sys.modules, "uvicorn", None)
-    with pytest.raises(AelabError, match=re.escape("pip install 'aelab[explore]'")):
+    with pytest.raises(AelabError, match=re.escape("[explore]'")):
         create_app(run_dirs["ae2"])
     monkeypatch.undo()
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import AelabError, RunError
+from .extras import install_hint
 from .files import atomic_write_bytes
 from .run import load_run
 
@@ -66,7 +67,7 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError:
         raise AelabError("ONNX export needs the onnx and onnxscript packages: "
-                         "pip install 'aelab[onnx]'") from None
+                         + install_hint("onnx")) from None
     run = load_run(run_dir, device="cpu")
     out = Path(out_dir)
     try:

@@ -27,6 +27,7 @@ from .data.images import to_float_images
 from .distributed import init_distributed, sync_batchnorm, wrap_ddp
 from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, make_optimizer, to_float_batch
 from .errors import AelabError
+from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .models import create_model, model_warning
 from .report import refresh_report
@@ -228,5 +229,5 @@ def _tensorboard(run_dir: RunDir, cfg: Config):  # -> SummaryWriter | None
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise AelabError("--tensorboard needs the tensorboard package: "
-                         "pip install 'aelab[tensorboard]'") from None
+                         + install_hint("tensorboard")) from None
     return SummaryWriter(log_dir=str(run_dir.path / "tensorboard"))

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aelab.extras import install_hint
+
 from .backend import AelabError
 
-MISSING = ("aelab explore needs fastapi and uvicorn: pip install 'aelab[explore]'  "
-           "(from a source checkout: pip install -e '.[explore]')")
+MISSING = "aelab explore needs fastapi and uvicorn: "
 
 
 def require_server() -> Any:
@@ -29,7 +30,7 @@ def require_server() -> Any:
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError:
-        raise AelabError(MISSING) from None
+        raise AelabError(MISSING + install_hint("explore")) from None
     return uvicorn
 
 
