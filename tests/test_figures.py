@@ -35,3 +35,17 @@ def test_pca_scatter_has_one_legend_entry_per_digit_and_mixed_drawing_order(mnis
 def test_decoded_rows_have_a_title():
     fig = lf.image_rows({"noise": np.zeros((10, 784)), "real": np.ones((10, 784))})
     assert fig.get_suptitle() == "What the decoder makes of each kind of code"
+
+
+def test_loss_figure_names_its_loss_and_ticks_whole_epochs():
+    from aelab.figures import loss_figure
+
+    records = [{"epoch": e, "train_loss": 0.1 / e, "valid_loss": 0.09 / e, "train_mse": 0.1 / e,
+                "valid_mse": 0.09 / e} for e in range(1, 8)]
+    ax = loss_figure(records).axes[0]
+    assert ax.get_ylabel() == "loss: MSE per pixel"
+    ax.figure.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    vae = [{**r, "train_kl": 5.0, "valid_kl": 5.1, "train_recon": 100.0, "valid_recon": 101.0} for r in records]
+    axes = loss_figure(vae).axes
+    assert axes[0].get_ylabel().startswith("loss: negative ELBO") and len(axes) >= 3

@@ -8,8 +8,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
 
-__all__ = ["loss_figure", "curve_parts"]
+__all__ = ["loss_figure", "curve_parts", "part_label"]
+
+PART_LABELS = {"mse": "MSE per pixel", "recon": "reconstruction error per image",
+               "kl": "KL divergence per image (nats)", "penalty": "code penalty",
+               "code_penalty": "code penalty"}
+
+
+def part_label(part: str, parts: Sequence[str]) -> str:
+    """What a curve's values are: the loss is named by what it is made of."""
+    if part != "loss":
+        return PART_LABELS.get(part, part.replace("_", " "))
+    if "kl" in parts:
+        return "loss: negative ELBO per image (reconstruction + beta KL)"
+    if len(parts) == 1:
+        return "loss: MSE per pixel"
+    return "loss (" + " + ".join(PART_LABELS.get(p, p) for p in parts[1:]) + ")"
 
 
 def curve_parts(metrics: Sequence[dict]) -> list[str]:
@@ -34,14 +50,17 @@ def loss_figure(metrics: Sequence[dict], title: str = "") -> Figure:
         ax.plot(epochs, train, marker="o", label="train")
         ax.plot(epochs, valid, marker="o", label="validation")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(part)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(part_label(part, parts))
         if all(v > 0 for v in train + valid):
-            ax.set_yscale("log")
+            ax.set_yscale("log")  # minor ticks labelled too: a decade with only two labels says little
+            minor = LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+            ax.yaxis.set_minor_formatter(minor)
         ax.grid(True, alpha=0.3)
         ax.legend()
         if i == 0:
             ax.set_title(title or "loss per epoch")
         else:
-            ax.set_title(part)
+            ax.set_title(part_label(part, parts))
     fig.tight_layout()
     return fig
