@@ -46,6 +46,7 @@ def test_loss_figure_names_its_loss_and_ticks_whole_epochs():
     assert ax.get_ylabel() == "loss: MSE per pixel"
     ax.figure.canvas.draw()
     assert all(float(t).is_integer() for t in ax.get_xticks())
-    vae = [{**r, "train_kl": 5.0, "valid_kl": 5.1, "train_recon": 100.0, "valid_recon": 101.0} for r in records]
+    vae = [{**r, "train_kl": 5.0, "valid_kl": 5.1, "train_recon": 100.0, "valid_recon": 101.0}
+           for r in records]
     axes = loss_figure(vae).axes
     assert axes[0].get_ylabel().startswith("loss: negative ELBO") and len(axes) >= 3
