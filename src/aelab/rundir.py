@@ -41,7 +41,7 @@ MAX_PNG_BYTES = 32 << 20
 MAX_WEIGHTS_BYTES = 2 << 30
 # what each command writes, by folder: `--force` removes these and nothing else
 OUTPUTS = {".": ("config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors",
-                 "evaluation.json", "evaluation.md", "report.html"),
+                 "evaluation.json", "evaluation.md", "report.html", "final.json", "compare-scores.json"),
            "figures": ("epoch_[0-9][0-9][0-9].png", "loss.png", "result_input.png", "result_output.png",
                        "interpolation.png", "manifold.png", "codes.png"),
            "samples": ("*.png",), "samplers": ("*.safetensors",), "evaluation": ("*.png", "*.json"),
@@ -71,6 +71,8 @@ class RunDir:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
             self._remove_outputs(("samplers",))  # fitted to codes of weights about to change
+            if (self.path / "final.json").is_file():  # scored on those weights too
+                (self.path / "final.json").unlink()
             return
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
             raise RunError(f"{self.path} exists and is not a folder")

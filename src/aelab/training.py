@@ -85,8 +85,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             cfg.data, data_dir=str(Path(cfg.data.data_dir).expanduser().resolve())))
     say = log if rank == 0 else (lambda line: None)
     if rank == 0:
-        run_dir.prepare(resume=resume, force=force)
-        (run_dir.path / FINAL).unlink(missing_ok=True)  # belongs to weights about to change
+        run_dir.prepare(resume=resume, force=force)  # drops final.json: it belongs to the old weights
         if (warning := model_warning(cfg.model)) and not resume:
             say(f"aelab: warning: {warning}")
     if world > 1:

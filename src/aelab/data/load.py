@@ -149,7 +149,7 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None,
         except DataError as exc:
             reason = str(exc).replace("\n", " ")
     if name == "mnist" and fallback_to_bundled:
-        log(f"aelab: using the MNIST subset bundled with aelab (12,000 train / 10,000 test images): "
+        log(f"aelab: using the bundled subset of MNIST (12,000 train / 10,000 test images): "
             f"full MNIST is not cached and could not be downloaded ({reason[:120]}); "
             "--data-dir DIR uses another copy")
         return load_split_files(bundled_dir(), "mnist", "bundled subset")
