@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers_reliability import write_small_idx_dir
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorial.ipynb"
 
 
@@ -16,13 +18,14 @@ def test_the_notebook_is_stored_without_outputs():
     assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
 
 
-def test_the_tutorial_notebook_executes(tmp_path, mnist_dir, monkeypatch):
+def test_the_tutorial_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
 
     monkeypatch.setenv("AELAB_TUTORIAL_EPOCHS", "1")
     monkeypatch.setenv("AELAB_TUTORIAL_COMPONENTS", "5")
-    monkeypatch.setenv("AELAB_TUTORIAL_DATA", str(mnist_dir))
+    data = write_small_idx_dir(tmp_path / "data", n_train=2000, n_test=500)  # real digits, fewer
+    monkeypatch.setenv("AELAB_TUTORIAL_DATA", str(data))
     monkeypatch.setenv("AELAB_TUTORIAL_OUT", str(tmp_path / "run"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
