@@ -27,9 +27,9 @@ for preset in seed seed-1st-try; do
 done
 cp "$runs/seed/figures/result_input.png" "$runs/seed/figures/result_output.png" "$figs/"
 cp "$runs/seed/samples/noise-128.png" "$figs/seed-noise.png"
-for s in gaussian gmm; do cp "$runs/seed/samples/$s.png" "$figs/seed-$s.png"; done
-cp "$runs/vae/samples/prior.png" "$figs/vae-prior.png"
-cp "$runs/seed/figures/interpolation.png" "$figs/seed-interpolation.png"
+for s in gaussian gmm; do cp "$runs/seed/evaluation/$s.png" "$figs/seed-$s.png"; done
+cp "$runs/vae/evaluation/prior.png" "$figs/vae-prior.png"
+cp "$runs/seed/evaluation/interpolation.png" "$figs/seed-interpolation.png"
 for f in code_histogram dim_stats pca noise_distances decoded; do
   cp "$runs/seed/explain/$f.png" "$figs/explain-$f.png"
 done

@@ -68,7 +68,11 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     import aelab.evaluate as ev
 
     monkeypatch.setattr(ev, "run_data", lambda run: data)
+    mine = small_run.path / "samples" / "gmm.png"  # what aelab sample (or the user) put there
+    mine.parent.mkdir(exist_ok=True)
+    mine.write_bytes(b"mine")
     result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gmm"], components=10)
+    assert mine.read_bytes() == b"mine" and sorted(p.name for p in mine.parent.iterdir()) == ["gmm.png"]
     rows = result["samples"]
     assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]
     assert rows["sampler gmm"]["fid"] < rows["sampler normal"]["fid"]
@@ -83,7 +87,8 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     assert rec["pca-32"]["mse"] < 0.05 and 0 < rec["model"]["ssim"] < 1
     saved = json.loads((small_run.path / "evaluation.json").read_text())
     assert saved["samples"].keys() == rows.keys()
-    assert (small_run.path / "figures" / "interpolation.png").stat().st_size > 1000
+    assert (small_run.path / "evaluation" / "interpolation.png").stat().st_size > 1000
+    assert (small_run.path / "evaluation" / "gmm.png").is_file()
     table = ev.format_table(result)
     assert f"{rows['sampler normal']['fid']:.2f}" in table
     assert "decoded validation codes: their FID is flattered" in table

@@ -56,9 +56,10 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
                  device: str = "cpu", components: int | None = None) -> dict[str, Any]:
     """Reconstruction and sample metrics for a run, its PCA baseline and its ceilings.
 
-    Writes `RUN_DIR/evaluation.json`, sample grids `RUN_DIR/samples/<sampler>.png` and
-    `RUN_DIR/figures/interpolation.png`; returns the same dict as the JSON. `components` sets
-    the gmm sampler's mixture size (default: the sampler's own).
+    Writes `RUN_DIR/evaluation.json`, sample grids `RUN_DIR/evaluation/<sampler>.png` and
+    `RUN_DIR/evaluation/interpolation.png` (its own folder: `aelab sample`'s images in
+    `RUN_DIR/samples/` and anything a user put there stay untouched); returns the same dict as
+    the JSON. `components` sets the gmm sampler's mixture size (default: the sampler's own).
     """
     run = load_run(run_dir, device=device)
     data = run_data(run)
@@ -95,14 +96,14 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
         images = run.decode(sample_codes(run, name, n, seed, data=data, **kwargs))
         rows[f"sampler {name}"] = _score(f"sampler {name}", images, valid, classifier, train_u8)
         save_figure(grid_figure(images[:100].numpy(), f"{name} sampler", 10),
-                    run.path / "samples" / f"{name}.png")
+                    run.path / "evaluation" / f"{name}.png")
     pca_images = pca["sample"](n, seed)
     rows[f"pca-{run.latent_dim} gaussian"] = _score(f"pca-{run.latent_dim} gaussian", pca_images,
                                                     valid, classifier, train_u8)
 
     pairs = interpolate(run, valid_u8[0:8:2], valid_u8[1:9:2])
     save_figure(interpolation_figure(pairs.numpy(), "straight lines in code space between validation digits"),
-                run.path / "figures" / "interpolation.png")
+                run.path / "evaluation" / "interpolation.png")
     if run.latent_dim == 2:  # the codes themselves and the decoded plane: figures/codes_2d.png, manifold.png
         from .plane import write_plane_figures
 

@@ -163,6 +163,11 @@ def build_report(run_dir: str | Path, skipped: list[str] | None = None) -> str:
     if samples:
         sections.append(("samples", "Samples, the tutorial's noise first",
                          "\n".join(embed(p, f"sampler {p.stem}") for p in samples)))
+    scored = sorted(_pngs(run, run.path / "evaluation"), key=lambda p: sampler_rank(p.stem))
+    if scored:
+        sections.append(("evaluation-images", "Samples scored by aelab evaluate, and interpolations",
+                         "\n".join(embed(p, p.stem if p.stem == "interpolation" else f"sampler {p.stem}")
+                                   for p in scored)))
     if evaluation:
         sections.append(("evaluation", "Evaluation", _evaluation_tables(evaluation)))
     known = {"loss.png", "result_input.png", "result_output.png"}
