@@ -39,7 +39,9 @@ from aelab.explore.serve import start_background
 from aelab.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = {"ae": ("seed", {}), "vae": ("vae", {}), "ae2": ("seed", {"latent_dim": 2})}
+KINDS = {"ae": ("seed", {}), "vae": ("vae", {}), "ae2": ("seed", {"latent_dim": 2}),
+         "conv": ("seed", {"architecture": "conv", "latent_dim": 16, "output_activation": "sigmoid"}),
+         "dense-linear-vae": ("vae", {"architecture": "dense-linear", "latent_dim": 8})}  # every family
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -84,7 +86,7 @@ def test_every_endpoint_matches_the_run(explorer):
     url, run, data = explorer.url, explorer.run, explorer.data
     status, info = call(url, "api/info")
     assert status == 200 and info["latent_dim"] == run.latent_dim and info["kind"] == run.config.model.kind
-    assert info["samplers"] == (["prior", "gaussian", "gmm"] if explorer.kind == "vae"
+    assert info["samplers"] == (["prior", "gaussian", "gmm"] if explorer.run.config.model.kind == "vae"
                                 else ["normal", "gaussian", "gmm"])
     k = len(info["directions"]["vectors"])
     assert k == (2 if explorer.kind == "ae2" else 6) and len(info["gallery"]) == 20
@@ -130,7 +132,7 @@ def test_every_endpoint_matches_the_run(explorer):
 
 def test_samplers_and_fitting(explorer):
     url, run = explorer.url, explorer.run
-    first = "prior" if explorer.kind == "vae" else "normal"
+    first = "prior" if explorer.run.config.model.kind == "vae" else "normal"
     status, s = call(url, "api/samplers")
     assert status == 200 and not s["fitting"]
     assert {r["name"]: r["state"] for r in s["samplers"]} == {first: "ready", "gaussian": "not fitted",
@@ -155,7 +157,7 @@ def test_samplers_and_fitting(explorer):
 
 def test_bad_requests_get_a_clear_4xx(explorer):
     url, d = explorer.url, explorer.run.latent_dim
-    wrong = "prior" if explorer.kind != "vae" else "normal"
+    wrong = "prior" if explorer.run.config.model.kind != "vae" else "normal"
     cases = [
         ("api/reconstruct", {"image": [0.0] * 784}, 400, "empty"),
         ("api/reconstruct", {"image": [[0.5] * 27] * 28}, 400, "'image'"),
