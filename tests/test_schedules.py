@@ -1,5 +1,6 @@
-"""Schedules, the KL warm-up and the validation split: pure functions of the step, saved with the
-run, and a run interrupted mid-epoch and resumed ends byte-identical to one straight run."""
+"""Schedules, the KL warm-up, shift augmentation and the validation split: pure functions of the
+step (or of the saved RNG), saved with the run, and a run interrupted mid-epoch and resumed ends
+byte-identical to one straight run."""
 
 import json
 import math
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import aelab.training
+from aelab.augment import random_shift
 from aelab.engine import Interrupted
 from aelab.presets import resolve_config
 from aelab.schedules import SCHEDULES, kl_weight, lr_factor
@@ -30,6 +32,20 @@ def test_schedules_are_pure_functions_of_the_step():
     assert one.index(max(one)) == 300 and one[-1] < 1e-4
     assert [kl_weight(s, 10) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0] and kl_weight(0, 0) == 1.0
     assert math.isclose(lr_factor("cosine", 550, total, warmup), lr_factor("cosine", 550, total, warmup))
+
+
+def test_shifts_move_each_image_whole(small_mnist):
+    x = small_mnist.train_images[:64].float().reshape(64, 784) / 255
+    torch.manual_seed(0)
+    y = random_shift(x, 2).reshape(64, 28, 28)
+    moved = 0
+    for a, b in zip(x.reshape(64, 28, 28), y):
+        padded = torch.nn.functional.pad(a, (2, 2, 2, 2))
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(b, padded[dy:dy + 28, dx:dx + 28])]
+        assert found
+        moved += found[0] != (2, 2)
+    assert moved > 48  # 24 of 25 offsets move the digit
 
 
 def test_the_validation_split_is_carved_from_training_images_and_fixed(small_mnist):
@@ -70,8 +86,8 @@ def _records(path):
 
 @pytest.mark.parametrize("overrides", [
     {"kind": "vae", "kl_warmup_epochs": 1.5, "schedule": "cosine", "warmup_epochs": 0.5},
-    {"code_penalty": 1e-3, "decoder_weight_decay": 1e-4, "schedule": "onecycle"},
-], ids=["vae-kl-warmup-cosine", "rae-onecycle"])
+    {"code_penalty": 1e-3, "decoder_weight_decay": 1e-4, "schedule": "onecycle", "augment_shift": 2},
+], ids=["vae-kl-warmup-cosine", "rae-onecycle-shifts"])
 def test_interrupted_and_resumed_is_byte_identical(tmp_path, small_mnist, monkeypatch, overrides):
     cfg = dict(architecture="dense-linear", latent_dim=8, epochs=2, **overrides)
     data = small_mnist

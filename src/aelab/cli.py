@@ -127,6 +127,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=SCHEDULES.names(), help=_choices_help(SCHEDULES) +
                    " (default: constant)")
     p.add_argument("--warmup-epochs", type=float, help="lr warm-up, in epochs (default 0)")
+    p.add_argument("--augment-shift", type=int, metavar="PIXELS",
+                   help="move each training image by a random offset of up to PIXELS (default 0)")
     p.add_argument("--valid-fraction", type=float, help="share of the training images held out for "
                    "validation (default: the preset's; 0 = validate on the test split, as the tutorial: "
                    "seed, seed-1st-try, vae; 1/12: rae and every compare run)")
@@ -169,8 +171,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "width_dim", "architecture",
         "kind", "output_activation", "beta", "kl_warmup_epochs", "code_penalty", "decoder_weight_decay",
-        "schedule", "warmup_epochs", "valid_fraction", "seed", "device", "precision", "compile",
-        "checkpoint_minutes", "tensorboard")}
+        "schedule", "warmup_epochs", "augment_shift", "valid_fraction", "seed", "device", "precision",
+        "compile", "checkpoint_minutes", "tensorboard")}
     if args.resume:
         from .rundir import RunDir
 

@@ -56,6 +56,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
     p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
     p.add_argument("--n", type=int, default=2000, help="samples per FID (default 2000; 0: no FID)")
+    p.add_argument("--components", type=_positive, help="gmm: mixture components (default 400)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,14 +74,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
              "--epochs", str(args.epochs)]
     defaults = {"--n": 2000, "--seed": 0}
     for flag, value in (("--dataset", args.dataset), ("--data-dir", args.data_dir), ("--n", args.n),
-                        ("--seed", args.seed), ("--out", args.out)):
+                        ("--components", args.components), ("--seed", args.seed), ("--out", args.out)):
         if value is not None and value != defaults.get(flag):
             words += [flag, str(value)]
     command = " ".join(shlex.quote(w) for w in words)
     try:
         result = compare(grid, args.out, epochs=args.epochs, data_dir=args.data_dir,
                          dataset=args.dataset or "mnist", n_samples=args.n, seed=args.seed,
-                         progress=not args.quiet, command=command)
+                         progress=not args.quiet, command=command, components=args.components)
     except Interrupted as e:
         print(f"aelab: {e}", file=sys.stderr)
         return 130

@@ -130,7 +130,7 @@ def _digest(path: Path) -> str:
 
 
 def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_samples: int, seed: int,
-           classifier) -> dict[str, Any]:
+           classifier, components: int | None) -> dict[str, Any]:
     """Test reconstruction and sample FID of one finished run (cached beside its weights)."""
     from .metrics import frechet_distance, reconstruction_metrics
     from .run import load_run
@@ -138,7 +138,9 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
 
     run_dir = RunDir(run_path)
     sampler = "prior" if entry.kind == "vae" else "gmm"
-    key = {"weights_sha256": _digest(run_dir.model), "n_samples": n_samples, "seed": seed, "sampler": sampler}
+    kwargs = {"n_components": components} if components and sampler == "gmm" else {}
+    key = {"weights_sha256": _digest(run_dir.model), "n_samples": n_samples, "seed": seed, "sampler": sampler,
+           **kwargs}
     cached = run_path / SCORES
     if cached.is_file():
         try:
@@ -160,7 +162,7 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
     if n_samples:
         # the sampler sees the training split only, as the model did
         fit_data = dataclasses.replace(data, train_images=split.train_images, train_labels=split.train_labels)
-        images = run.decode(sample_codes(run, sampler, n_samples, seed, data=fit_data))
+        images = run.decode(sample_codes(run, sampler, n_samples, seed, data=fit_data, **kwargs))
         scores["fid"] = frechet_distance(test, images, classifier)
     write_json(cached, {"key": key, "scores": scores})
     return scores
@@ -184,10 +186,12 @@ def _pca(split: Split, data: ImageData, sizes: list[int], n_samples: int, seed: 
 
 def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str | None = None,
             dataset: str = "mnist", n_samples: int = 2000, seed: int = 0, progress: bool = True,
-            data: ImageData | None = None, command: str | None = None) -> dict[str, Any]:
+            data: ImageData | None = None, command: str | None = None,
+            components: int | None = None) -> dict[str, Any]:
     """Train (or reuse) and score every entry of `grid` under `out`; write the tables and figures.
 
-    Returns compare.json's content plus "markdown" (compare.md's text).
+    `components`: the gmm sampler's mixture size (default: the sampler's own, 400). Returns
+    compare.json's content plus "markdown" (compare.md's text).
     """
     from .classifier import load_or_train_classifier
     from .compare_report import markdown
@@ -224,7 +228,7 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
             bar.set_postfix_str(f"{e.name}: scoring")
             rows.append({"name": e.name, "model": e.model, "architecture": e.architecture, "kind": e.kind,
                          "latent_dim": e.latent_dim,
-                         **_score(out / e.name, e, data, split, n_samples, seed, classifier)})
+                         **_score(out / e.name, e, data, split, n_samples, seed, classifier, components)})
     except Interrupted as err:
         raise Interrupted(f"{err} in {out}; run the same aelab compare command to continue") from None
     finally:
@@ -233,6 +237,7 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
     result = {
         "command": command or "aelab compare " + " ".join(sys.argv[2:]),
         "settings": {"epochs": epochs, "n_samples": n_samples, "seed": seed, "preset": "compare",
+                     "gmm_components": components or "default",
                      "config": _comparable(configs[grid[0]].to_dict())["train"],
                      "data": data.info(), "splits": split.info(),
                      "ranked_on": "valid", "reconstruction_on": "test", "fid_reference": "test"},

@@ -64,6 +64,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0      # lr rises linearly from 0 over this many epochs (onecycle: its rise)
     kl_warmup_epochs: float = 0.0   # VAE: beta rises linearly from 0 over this many epochs
     decoder_weight_decay: float = 0.0  # L2 on the decoder's weights (Adam weight_decay), an RAE's
+    augment_shift: int = 0          # training batches: each image moved by up to this many pixels
     # held-out share of the training images for the per-epoch validation; 0: validate on the
     # official test split, as the tutorial does (the seed presets; every run before this field)
     valid_fraction: float = 1 / 12
@@ -101,6 +102,7 @@ class Config:
 
         types = [whole("latent_dim", m.latent_dim), whole("image_dim", m.image_dim),
                  whole("epochs", t.epochs), whole("batch_size", t.batch_size), whole("seed", t.seed),
+                 whole("augment_shift", t.augment_shift),
                  number("lr", t.lr), number("beta", m.beta),
                  number("checkpoint_minutes", t.checkpoint_minutes), number("code_penalty", m.code_penalty),
                  number("warmup_epochs", t.warmup_epochs), number("kl_warmup_epochs", t.kl_warmup_epochs),
@@ -149,6 +151,7 @@ class Config:
             (t.kl_warmup_epochs == 0 or m.kind == "vae",
              f"kl_warmup_epochs={t.kl_warmup_epochs!r} applies to VAEs only (--variational)"),
             (t.decoder_weight_decay >= 0, f"decoder_weight_decay={t.decoder_weight_decay!r} must be >= 0"),
+            (0 <= t.augment_shift <= 4, f"augment_shift={t.augment_shift!r} must be in [0, 4] pixels"),
             (0 <= t.valid_fraction <= 0.5,
              f"valid_fraction={t.valid_fraction!r} must be in [0, 0.5] (0: validate on the test split)"),
         ]

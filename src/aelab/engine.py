@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from .augment import random_shift
 from .checks import is_finite
 from .config import Config
 from .data.images import to_float_images
@@ -232,6 +233,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                 idx = perm[b * batch:(b + 1) * batch]
                 idx = idx[rank::world]  # this rank's share of the global batch
                 x = to_float_batch(train_u8.index_select(0, idx))  # 10x cheaper than train_u8[idx] on CPU
+                x = random_shift(x, tc.augment_shift) if tc.augment_shift else x
                 schedule.apply(state.step, optimizer, model)  # resumed, it follows the same curve
                 loss, parts = grad_fn(x)
                 sync = (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised

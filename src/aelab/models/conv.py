@@ -62,6 +62,6 @@ def conv_model(cfg: ModelConfig) -> nn.Module:
     h = cfg.latent_dim
     act = cfg.output_activation or conv_model.output_activation[cfg.kind]
     if cfg.kind == "vae":
-        return VAE(trunk(), CHANNELS[1] * 49, h, lambda: decoder(h, act), act, cfg.beta)
-    encoder = nn.Sequential(trunk(), nn.Linear(CHANNELS[1] * 49, h))
-    return AE(encoder, decoder(h, act), cfg.code_penalty)
+        return VAE(trunk(CHANNELS), CHANNELS[1] * 49, h, lambda: decoder(h, act, CHANNELS), act, cfg.beta)
+    encoder = nn.Sequential(trunk(CHANNELS), nn.Linear(CHANNELS[1] * 49, h))
+    return AE(encoder, decoder(h, act, CHANNELS), cfg.code_penalty)

@@ -1,0 +1,108 @@
+"""`aelab compare` on a tiny grid of real MNIST: the table and figures, reuse, resume after an
+interruption, a folder with other settings refused; 2-d codes drawn as they are."""
+
+import dataclasses
+import json
+import os
+import signal
+
+import pytest
+
+import aelab.training
+from aelab.compare import compare, grid_from_text
+from aelab.engine import Interrupted
+from aelab.errors import AelabError
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist):
+    """1,200 real training images (1,100 train, 100 held out) and 300 real test images."""
+    return dataclasses.replace(mnist, train_images=mnist.train_images[:1200],
+                               train_labels=mnist.train_labels[:1200], test_images=mnist.test_images[:300],
+                               test_labels=mnist.test_labels[:300])
+
+
+def _interrupt_after_steps(monkeypatch, n):
+    real_make = aelab.training.make_optimizer
+    steps = [0]
+
+    def make_optimizer(*args, **kwargs):
+        opt = real_make(*args, **kwargs)
+
+        def hook(*_):
+            steps[0] += 1
+            if steps[0] == n:
+                os.kill(os.getpid(), signal.SIGINT)
+        opt.register_step_post_hook(hook)
+        return opt
+    monkeypatch.setattr(aelab.training, "make_optimizer", make_optimizer)
+
+
+def test_compare_writes_its_tables_and_figures_and_continues_after_an_interruption(
+        tmp_path, tiny, monkeypatch, capsys):
+    grid = grid_from_text("dense-linear,conv-vae", "2,3")
+    out = tmp_path / "cmp"
+    # 9 steps per epoch: interrupt the 3rd run (conv-vae-2) in its 1st epoch, at step 4
+    _interrupt_after_steps(monkeypatch, 2 * 9 + 4)
+    with pytest.raises(Interrupted, match="run the same aelab compare command to continue"):
+        compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, command="test",
+                components=8)
+    monkeypatch.undo()
+    first = (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns
+    assert not (out / "conv-vae-2" / "model.safetensors").exists()
+    result = compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, command="test",
+                     components=8)
+    assert (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns == first  # reused
+    saved = json.loads((out / "compare.json").read_text())
+    names = ["dense-linear-2", "dense-linear-3", "conv-vae-2", "conv-vae-3"]
+    assert [r["name"] for r in saved["runs"]] == names
+    rows = {r["name"]: r for r in saved["runs"]}
+    assert rows["dense-linear-2"]["sampler"] == "gmm" and rows["conv-vae-3"]["sampler"] == "prior"
+    assert all(r["fid"] > 0 and 0 < r["test_mse"] < 0.2 and r["params"] > 0 for r in rows.values())
+    assert [p["latent_dim"] for p in saved["pca"]] == [2, 3] and saved["settings"]["ranked_on"] == "valid"
+    splits = saved["settings"]["splits"]
+    assert splits["valid"]["n"] == 100 and splits["test"]["n"] == 300
+    md = (out / "compare.md").read_text()
+    assert md == result["markdown"] and "| PCA | " in md and "| conv-vae |" in md
+    assert f"{rows['dense-linear-3']['test_mse']:.5f}" in md
+    for name in ("compare-mse.png", "compare-fid.png", "compare-cost.png"):
+        assert (out / name).stat().st_size > 10_000
+    lines = (out / "conv-vae-2" / "metrics.jsonl").read_text().splitlines()
+    interrupted = [json.loads(line) for line in lines]
+    assert [m["epoch"] for m in interrupted] == [1] and "train_kl" in interrupted[0]
+    # a folder that holds other settings is refused before any work
+    with pytest.raises(AelabError, match="holds a run with other settings"):
+        compare(grid, out, epochs=2, n_samples=0, data=tiny, progress=False)
+
+
+def test_compare_grid_names_are_checked():
+    assert [e.name for e in grid_from_text("dense,conv-vae", "8")] == ["dense-8", "conv-vae-8"]
+    with pytest.raises(AelabError, match="unknown model 'conv2'"):
+        grid_from_text("conv2", "8")
+    with pytest.raises(AelabError, match="whole numbers"):
+        grid_from_text("conv", "8,x")
+
+
+def test_two_dimensional_codes_are_drawn_as_they_are(tmp_path, tiny, monkeypatch, capsys):
+    import aelab.samplers.fitting as fitting
+    from aelab.explain import explain_run
+    from aelab.presets import resolve_config
+    from aelab.training import train
+
+    lines = []
+    run = train(resolve_config("seed", {"latent_dim": 2, "width_dim": 32, "epochs": 1}), tmp_path / "h2",
+                data=tiny, quiet=True, log=lines.append)
+    assert sum("cannot be negative" in line for line in lines) == 1  # the dense code's ReLU
+    monkeypatch.setattr(fitting, "run_data", lambda run: tiny)
+    md = explain_run(run.path)
+    names = json.loads((md.parent / "explain.json").read_text())["figures"]
+    assert "codes_2d.png" in names and "manifold.png" in names and "pca.png" not in names
+    assert "cannot be negative" in capsys.readouterr().err
+    linear = train(resolve_config("compare", {"architecture": "dense-linear", "latent_dim": 2, "epochs": 1}),
+                   tmp_path / "linear", data=tiny, quiet=True, log=lines.append)
+    from aelab.plane import write_plane_figures
+
+    paths = write_plane_figures(linear, tiny.test_images, tiny.test_labels, tmp_path / "fig")
+    assert [p.name for p in paths] == ["codes_2d.png", "manifold.png"]
+    assert all(p.stat().st_size > 5000 for p in paths)
+    assert sum("cannot be negative" in line for line in lines) == 1
