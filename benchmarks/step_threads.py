@@ -23,6 +23,7 @@ import time
 SETTINGS = [  # (label, threads, environment)
     ("1 thread, passive", 1, {"OMP_WAIT_POLICY": "PASSIVE"}),
     ("2 threads, passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("2 threads, libgomp's default (OMP_WAIT_POLICY unset)", 2, {}),
     ("2 threads, spin 10,000", 2, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "10000"}),
     ("2 threads, spinning", 2, {"OMP_WAIT_POLICY": "ACTIVE"}),
 ]

@@ -41,3 +41,7 @@ def _offline(monkeypatch, tmp_path_factory):
     """Tests never touch the network or the user's cache."""
     monkeypatch.setenv("AELAB_OFFLINE", "1")
     monkeypatch.setenv("AELAB_CACHE", str(tmp_path_factory.getbasetemp() / "aelab-cache"))
+    # `--threads auto` (the default) measures and may choose differently from run to run on a
+    # shared machine; tests that compare two runs need one count: at most $OMP_NUM_THREADS, here 1.
+    # tests/test_threads.py lifts it where it tests auto itself.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")

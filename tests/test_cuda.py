@@ -55,3 +55,29 @@ def test_a_run_loads_samples_and_evaluates_on_cuda(tmp_path, small_mnist):
     assert images.shape == (64, 28, 28) and 0 <= images.min() and images.max() <= 1
     loss = evaluate_loss(run.model, small_mnist.test_images.to("cuda"))
     assert loss["mse"] == pytest.approx(run.metrics[-1]["valid_mse"], rel=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_two_gpus_under_torchrun_match_one_gpu(tmp_path, mnist_dir):
+    """2 processes, one GPU each (nccl, SyncBatchNorm over the global batch), against one GPU with
+    the same global batch: the same losses up to float summation order (unsynced BatchNorm differs
+    by 1.5-18% on CPU, tests/test_distributed.py). Written for, not yet run on, 2 GPUs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args = ["-m", "aelab", "train", "--data-dir", str(mnist_dir), "--epochs", "2", "--batch-size", "256",
+            "--seed", "0", "--device", "cuda", "--quiet"]
+    env = {**os.environ, "AELAB_OFFLINE": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    for launcher, name in ((torchrun, "ddp"), ([sys.executable], "single")):
+        done = subprocess.run([*launcher, *args, "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    ddp, single = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                   for name in ("ddp", "single"))
+    assert [r["steps"] for r in ddp] == [r["steps"] for r in single]
+    for a, b in zip(ddp, single):
+        for key in ("train_loss", "valid_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-2), (key, a, b)

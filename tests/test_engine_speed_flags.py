@@ -4,17 +4,20 @@ No timings are asserted here: this machine is shared, so speed is measured only 
 benchmark run (benchmarks/train_speed.py, results in benchmarks/README.md).
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from aelab.presets import resolve_config
 from aelab.training import train
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARK = BENCHMARKS / "train_speed.py"
 
 
 def valid_loss(tmp_path, data, name, **overrides):
@@ -40,4 +43,31 @@ def test_benchmark_quick_mode_writes_its_results(tmp_path):
     assert s["train_gflop"] > 0 and 0 < s["aelab_mse"] < 1 and 0 < s["baseline_mse"] < 1
     assert res["aelab"][0]["peak_rss_mb"] > res["aelab"][0]["dataset_mb"]
     assert {r["batch_size"] for r in res["scaling"]} == {64, 128}
-    assert "aelab / floor" in proc.stdout and "| baseline: the tutorial's loop |" in proc.stdout
+    # the threads axis, idle and beside a busy process, and auto's recorded choice
+    assert set(res["conditions"]) == {"idle", "busy"} and s["busy_auto_over_one"] > 0
+    assert all(isinstance(n, int) and n >= 1 for c in s["auto_chose"].values() for n in c)
+    assert "aelab `auto` / the loop" in proc.stdout and "| the tutorial's loop, " in proc.stdout
+    assert "beside a busy process `auto` / one thread" in proc.stdout
+
+
+def _graph_module():
+    spec = importlib.util.spec_from_file_location("cuda_graph_step", BENCHMARKS / "cuda_graph_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cuda_graph_step_logic_on_cpu(tmp_path, small_mnist, monkeypatch):
+    """benchmarks/cuda_graph_step.py without a graph (capture=False; the capture itself needs a GPU):
+    its warm-up steps are undone exactly, and it trains like aelab."""
+    graph = _graph_module()
+    cpu = torch.device("cpu")
+    warmed = graph.graphed_training(small_mnist, epochs=1, seed=1, device=cpu, capture=False)
+    monkeypatch.setattr(graph, "WARMUP_STEPS", 0)
+    cold = graph.graphed_training(small_mnist, epochs=1, seed=1, device=cpu, capture=False)
+    assert not warmed["captured"]
+    assert [e["valid_mse"] for e in warmed["epochs"]] == [e["valid_mse"] for e in cold["epochs"]]
+    assert [e["train_mse"] for e in warmed["epochs"]] == [e["train_mse"] for e in cold["epochs"]]
+    ours = resolve_config("seed", {"epochs": 1, "seed": 1, "device": "cpu"})
+    run = train(ours, tmp_path / "run", data=small_mnist, quiet=True, log=lambda line: None)
+    assert warmed["valid_mse"] == pytest.approx(run.metrics[-1]["valid_mse"], rel=0.05)

@@ -29,7 +29,7 @@ __all__ = ["main", "build_parser"]
 COMPONENTS_HELP = "gmm: mixture components (default 400, on 64 principal components)"
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
 MAX_COMPONENTS = 10_000
-MAX_EPOCHS, MAX_BATCH, MAX_LATENT = 100_000, 65_536, 1024  # aelab.config's bounds
+MAX_EPOCHS, MAX_BATCH, MAX_LATENT, MAX_THREADS = 100_000, 65_536, 1024, 1024  # aelab.config's bounds
 PATH_ARGS = ("run_dir", "out", "npy", "data_dir", "onnx")
 
 
@@ -55,6 +55,19 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 2**32 - 1")
+    return value
+
+
+def _threads(text: str) -> int | str:
+    """An argparse type: "auto" or a whole number from 1 to MAX_THREADS."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 'auto' or from 1 to {MAX_THREADS}")
     return value
 
 
@@ -135,6 +148,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_seed, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, help="(default auto: cuda, then mps, then cpu)")
     p.add_argument("--precision", choices=PRECISIONS, help="(default fp32)")
+    p.add_argument("--threads", type=_threads, metavar="auto|N",
+                   help="CPU threads to train on (default auto: measured on a few steps at the start, "
+                   "recorded in config.json; see aelab.threads)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     p.add_argument("--checkpoint-minutes", type=_positive(float),
                    help="also checkpoint inside epochs this often (default 10)")
@@ -161,6 +177,20 @@ def _saved_value(cfg, field: str):
     return cfg.preset if field == "preset" else getattr(getattr(cfg, section_of(cfg, field)), field)
 
 
+def _own_values(cfg, field: str) -> list:
+    """The values of `field` a resumed run accepts as its own: the saved one, and for threads also
+    the count that auto chose."""
+    own = [_saved_value(cfg, field)]
+    return own + [cfg.train.threads_chosen] if field == "threads" else own
+
+
+def _shown(cfg, field: str) -> str:
+    chosen = cfg.train.threads_chosen
+    if field == "threads" and cfg.train.threads == "auto" and chosen is not None:
+        return f"auto, which chose {chosen}"
+    return str(_saved_value(cfg, field))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import default_run_dir, train
 
@@ -172,14 +202,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "width_dim", "architecture",
         "kind", "output_activation", "beta", "kl_warmup_epochs", "code_penalty", "decoder_weight_decay",
         "schedule", "warmup_epochs", "augment_shift", "valid_fraction", "seed", "device", "precision",
-        "compile", "checkpoint_minutes", "tensorboard")}
+        "compile", "checkpoint_minutes", "tensorboard", "threads")}
     if args.resume:
         from .rundir import RunDir
 
         cfg, _ = RunDir(args.out).read_config()
         given = {"preset": args.preset, **overrides}
-        changed = [f"{_flag(k)} {v} (the run has {now})" for k, v in given.items()
-                   if v is not None and k not in RESUME_MAY_CHANGE and v != (now := _saved_value(cfg, k))]
+        changed = [f"{_flag(k)} {v} (the run has {_shown(cfg, k)})" for k, v in given.items()
+                   if v is not None and k not in RESUME_MAY_CHANGE and v not in _own_values(cfg, k)]
         if changed:  # the same values as the run's own are fine: re-running a command with --resume works
             raise AelabError(f"--resume continues the run as configured; {', '.join(changed)} cannot change "
                              f"(only {', '.join(_flag(k) for k in RESUME_MAY_CHANGE)} can)")
@@ -382,8 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRAIN_WAIT_POLICY: str | None = "PASSIVE"  # what `aelab train` sets; None leaves libgomp's default
+
+
+def wait_policy(argv: Sequence[str]) -> str | None:
+    """The OMP_WAIT_POLICY `main` gives the process for this command line unless the user set one
+    (None: it sets none, and libgomp's default applies). `train` gets TRAIN_WAIT_POLICY; every
+    other command PASSIVE, as they run on torch's default threads beside whatever else runs."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return TRAIN_WAIT_POLICY if command == "train" else "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; the user's setting wins
+    argv = list(sys.argv[1:] if argv is None else argv)
+    policy = wait_policy(argv)
+    if policy is not None:
+        os.environ.setdefault("OMP_WAIT_POLICY", policy)  # before torch loads; the user's setting wins
     parser = build_parser()
     args = parser.parse_args(argv)
     from .engine import Interrupted

@@ -105,6 +105,7 @@ def _comparable(d: dict) -> dict:
     d = json.loads(json.dumps(d))
     d["data"].pop("data_dir", None)
     d["train"].pop("checkpoint_minutes", None)
+    d["train"].pop("threads_chosen", None)  # what --threads auto measured on this machine, this time
     return d
 
 

@@ -25,6 +25,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_LATENT = 1024     # widths 4h = 4096 at most: a model of ~30M parameters
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
+MAX_THREADS = 1024
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -68,6 +69,8 @@ class TrainConfig:
     # held-out share of the training images for the per-epoch validation; 0: validate on the
     # official test split, as the tutorial does (the seed presets; every run before this field)
     valid_fraction: float = 1 / 12
+    threads: int | str = "auto"     # CPU threads: "auto" (measured at the start, aelab.threads) or N
+    threads_chosen: int | None = None  # what training uses: N, or what auto measured; None on GPU
 
 
 @dataclass
@@ -113,6 +116,9 @@ class Config:
         for ok, message in types:
             if not ok:
                 raise AelabError(message)
+        ok, message = _check_threads(t.threads, t.threads_chosen)
+        if not ok:
+            raise AelabError(message)
         checks = [
             (m.latent_dim <= MAX_LATENT, f"latent_dim={m.latent_dim!r} is too large (at most {MAX_LATENT})"),
             (m.width_dim is None or m.width_dim <= MAX_LATENT,
@@ -167,6 +173,21 @@ class Config:
 
             self.model.output_activation = default_output_activation(self.model)
         return self
+
+
+def _check_threads(threads: Any, chosen: Any) -> tuple[bool, str]:
+    """threads is "auto" or a whole number 1..MAX_THREADS; threads_chosen is None or one, and equals
+    threads when that is a number."""
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_THREADS
+
+    if not (threads == "auto" or count(threads)):
+        return False, f"threads={threads!r} must be 'auto' or a whole number from 1 to {MAX_THREADS}"
+    if not (chosen is None or count(chosen)):
+        return False, f"threads_chosen={chosen!r} must be a whole number from 1 to {MAX_THREADS}"
+    if count(threads) and chosen not in (None, threads):
+        return False, f"threads_chosen={chosen!r} differs from threads={threads!r}"
+    return True, ""
 
 
 # ---------------------------------------------------------------------------------------------

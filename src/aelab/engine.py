@@ -3,7 +3,7 @@
 Fast by construction: the dataset lives once on the target device as uint8; each epoch draws one
 permutation and takes batches by indexing, converting to float on the fly; losses accumulate on
 the device and are read only at sync points; Adam is fused where the build supports it; on CPU
-it trains on one thread unless OMP_NUM_THREADS says otherwise (see `cpu_threads`).
+it trains on the run's thread count (see `cpu_threads` and `aelab.threads`).
 
 Resumable bit for bit: `TrainState` plus the model, optimizer and RNGs are the whole state;
 `aelab.checkpoint` captures it into a verified file and puts it back. The lr and a VAE's KL
@@ -72,15 +72,15 @@ def to_float_batch(images_u8: torch.Tensor) -> torch.Tensor:
     return to_float_images(images_u8)
 
 
-def cpu_threads() -> int:
-    """Threads for training on CPU: $OMP_NUM_THREADS when set, else 1.
-
-    One step of this small model is ~100 short ops, each a parallel region when run on several
-    threads; with OMP_WAIT_POLICY=PASSIVE (which `import aelab` sets, so that a busy machine does
-    not stall) every region first wakes sleeping threads. Measured on a 2-core AVX-512 Xeon, seed
-    preset, batch 128 and 512: one thread 7.7 ms per step against 13.3 ms on two when the machine
-    was idle, 12.5 against 13.4 ms when it was shared; at batch 512 the two tie.
+def cpu_threads(cfg: Config | None = None) -> int:
+    """Threads for training on CPU: the run's `threads_chosen` (what `--threads N` asked for or
+    `--threads auto` measured, see `aelab.threads`), else a number in `threads`, else (a run from
+    before aelab chose its threads) $OMP_NUM_THREADS when set, else 1.
     """
+    if cfg is not None and cfg.train.threads_chosen is not None:
+        return cfg.train.threads_chosen
+    if cfg is not None and isinstance(cfg.train.threads, int):
+        return cfg.train.threads
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else 1
 
@@ -216,7 +216,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
         raise AelabError(f"the checkpoint's epoch in progress covers {len(state.perm)} training images "
                          f"at step {state.epoch_step}; the data here has {n}: not the data it was "
                          f"written for")
-    threads = _TorchThreads(cpu_threads() if device.type == "cpu" else None)
+    threads = _TorchThreads(cpu_threads(cfg) if device.type == "cpu" else None)
     with threads, _SigintFlag() as sigint:
         while state.epoch < tc.epochs:
             epoch = state.epoch + 1
