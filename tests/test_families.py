@@ -13,7 +13,7 @@ from aelab.presets import resolve_config
 # parameters at latent 16 with the default widths (dense families: 4h, 2h = 64, 32)
 PARAMS = {("dense", "ae"): 108_448, ("dense", "vae"): 107_376,
           ("dense-linear", "ae"): 106_848, ("dense-linear", "vae"): 107_376,
-          ("conv", "ae"): 158_897, ("conv", "vae"): 209_089}
+          ("conv", "ae"): 420_177, ("conv", "vae"): 520_545}
 
 
 def test_every_registered_model_is_measured_here():
