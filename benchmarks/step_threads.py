@@ -5,8 +5,9 @@
     python benchmarks/step_threads.py --profile  # where one hand-written step goes (torch.profiler)
 
 Each setting runs in a fresh process, because OpenMP reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once,
-when torch loads. Prints milliseconds per step (batch 128, median of 5 blocks of 100 steps). Results
-and what they mean: benchmarks/README.md.
+when torch loads. Prints milliseconds per step (batch 128, median of 5 blocks of 100 steps, a block
+cut short after 3 s, so that a setting that collapses on a loaded machine still ends). Results and
+what they mean: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 
+BLOCK_SECONDS = 3.0  # a block ends past this, after 2 steps or more (a collapsed setting: seconds a step)
 SETTINGS = [  # (label, threads, environment)
     ("1 thread, passive", 1, {"OMP_WAIT_POLICY": "PASSIVE"}),
     ("2 threads, passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"}),
@@ -52,8 +54,11 @@ def child(step_kind: str, threads: int, profile: bool = False) -> float:
             loss.backward()
         optimizer.step()
 
+    started = time.perf_counter()
     for _ in range(30):
         step()
+        if time.perf_counter() - started > BLOCK_SECONDS:
+            break
     if profile:
         from torch.profiler import profile as torch_profile
         with torch_profile() as prof:
@@ -65,10 +70,11 @@ def child(step_kind: str, threads: int, profile: bool = False) -> float:
             print(f"| {e.key} | {e.self_cpu_time_total / 100 / 1e3:.3f} | {e.count / 100:g} |")
     blocks = []
     for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(100):
+        started, steps = time.perf_counter(), 0
+        while steps < 100 and (steps < 2 or time.perf_counter() - started < BLOCK_SECONDS):
             step()
-        blocks.append((time.perf_counter() - started) / 100 * 1e3)
+            steps += 1
+        blocks.append((time.perf_counter() - started) / steps * 1e3)
     return statistics.median(blocks)
 
 

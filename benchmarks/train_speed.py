@@ -17,8 +17,9 @@ It measures, on the same 60,000 training images (Fashion-MNIST, or `--data rando
   policy too; apart from them the figure and checkpoint it writes after every epoch;
 * the baseline: the tutorial's loop as a user writes it (a `Dataset` returning one float tensor per
   image, a `DataLoader` of batch 128 that shuffles, `loss.item()` every step, default Adam), at
-  each count of the axis, in the environment a plain `python` script gets (libgomp's default wait
-  policy unless OMP_WAIT_POLICY is set); torch's default count is "the loop as users run it";
+  each count of the axis, under aelab's wait policy (`--loop-policy user`: the environment a plain
+  `python` script gets, libgomp's default unless OMP_WAIT_POLICY is set); torch's default count
+  is "the loop as users run it";
 * all of that twice: on the machine as it is ("idle") and beside one busy process (a one-thread
   torch matmul loop started for those runs: "busy"); `--no-busy` skips the second;
 * the validation MSE of both after the same epochs, and each one's peak memory (RSS);
@@ -455,9 +456,10 @@ def thread_axis(args: argparse.Namespace) -> list[int]:
 def settings(args: argparse.Namespace) -> list[dict]:
     """What runs in each condition: aelab at each count and auto (and auto under the other wait
     policy, to decide the CLI's), the tutorial's loop at each count (its default among them)."""
+    loop_policy = user_policy() if args.loop_policy == "user" else aelab_policy()
     if args.device == "cuda":
         return [{"kind": "aelab", "threads": None, "policy": aelab_policy()},
-                {"kind": "baseline", "threads": None, "policy": user_policy()}]
+                {"kind": "baseline", "threads": None, "policy": loop_policy}]
     axis = thread_axis(args)
     ours = aelab_policy()
     other = "PASSIVE" if ours != "PASSIVE" else "unset"
@@ -466,7 +468,7 @@ def settings(args: argparse.Namespace) -> list[dict]:
     if not args.quick:
         rows.append({"kind": "aelab", "threads": "auto", "policy": other})
     loop_axis = sorted(set(axis) | {torch.get_num_threads()}) if not args.quick else [torch.get_num_threads()]
-    rows += [{"kind": "baseline", "threads": n, "policy": user_policy()} for n in loop_axis]
+    rows += [{"kind": "baseline", "threads": n, "policy": loop_policy} for n in loop_axis]
     return rows
 
 
@@ -497,8 +499,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     rows = settings(args)
     conditions = ["idle"] if args.device == "cuda" or args.no_busy else ["idle", "busy"]
     ours = {"kind": "aelab", "threads": None if args.device == "cuda" else "auto", "policy": aelab_policy()}
-    loop = {"kind": "baseline", "threads": None if args.device == "cuda" else torch.get_num_threads(),
-            "policy": user_policy()}
+    loop = next(r for r in rows if r["kind"] == "baseline"
+                and r["threads"] == (None if args.device == "cuda" else torch.get_num_threads()))
 
     def floor(**changes: Any) -> list[dict]:
         return [run_child({**floor_spec, **changes, **setting}) for setting in floors]
@@ -769,6 +771,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=_counts, default=None,
                    help="comma list of thread counts on the axis (default 1, 2, 4, ... and all cores)")
     p.add_argument("--no-busy", action="store_true", help="skip the runs beside a busy process")
+    p.add_argument("--loop-policy", choices=["aelab", "user"], default="aelab",
+                   help="the OpenMP wait policy the tutorial's loop runs under: aelab's (default: the "
+                        "comparison is of the training code), or the user's environment as a plain "
+                        "python script gets it (libgomp's default unless OMP_WAIT_POLICY is set)")
     p.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist", "mnist", "random"],
                    help="fashion-mnist (apt-get install dataset-fashion-mnist, or downloaded), "
                         "mnist, or random images of the same shape")

@@ -106,29 +106,36 @@ class StepProbe:
     def measure(self, counts: list[int], rounds: int = 3, budget_s: float = 1.5) -> dict[int, float]:
         """Median milliseconds per step at each count, over `rounds` interleaved rounds.
 
-        Each round visits every count (in a rotated order), runs one warm-up step there and then
-        times about budget_s / (rounds * len(counts)) seconds of steps (3 to 20 of them).
+        Each round visits every count still in the race (in a rotated order), runs one warm-up step
+        there and then times steps for about budget_s / (rounds * len(counts)) seconds (3 to 20
+        steps, at least one). A count slower than twice the fastest after a round drops out: on a
+        loaded machine spinning OpenMP threads can make a step 100x slower, and measuring them
+        longer would only cost time.
         """
         old = torch.get_num_threads()
         times: dict[int, list[float]] = {n: [] for n in counts}
+        share = budget_s / (rounds * len(counts))
         try:
             with torch.random.fork_rng(devices=[]):
                 step = self._step_fn()
                 torch.set_num_threads(counts[0])
                 for _ in range(2):  # the first steps allocate
                     step()
-                started = time.perf_counter()
-                step()
-                one = time.perf_counter() - started
-                per_round = max(3, min(20, int(budget_s / (rounds * len(counts)) / max(one, 1e-6))))
+                racing = list(counts)
                 for r in range(rounds):
-                    for n in counts[r % len(counts):] + counts[:r % len(counts)]:
+                    for n in racing[r % len(racing):] + racing[:r % len(racing)]:
                         torch.set_num_threads(n)
                         step()
-                        for _ in range(per_round):
-                            started = time.perf_counter()
+                        started, before = time.perf_counter(), len(times[n])
+                        while True:
+                            t = time.perf_counter()
                             step()
-                            times[n].append(time.perf_counter() - started)
+                            times[n].append(time.perf_counter() - t)
+                            done, spent = len(times[n]) - before, time.perf_counter() - started
+                            if done >= 20 or spent > 2 * share or (done >= 3 and spent > share):
+                                break
+                    best = min(statistics.median(times[n]) for n in racing)
+                    racing = [n for n in racing if statistics.median(times[n]) <= 2 * best]
         finally:
             torch.set_num_threads(old)
         return {n: 1e3 * statistics.median(t) for n, t in times.items()}
