@@ -29,7 +29,7 @@ from torch import nn
 
 from .engine import TrainState, part_names
 from .errors import AelabError, DivergedError, RunError
-from .files import atomic_write_bytes, check_inside
+from .files import atomic_write_bytes, check_regular_file
 from .records import check_metrics, is_number
 
 __all__ = ["capture_state", "restore_state", "model_state", "save_checkpoint", "load_checkpoint",
@@ -89,13 +89,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     file holds.
     """
     path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise RunError(f"no checkpoint at {path}")
-    check_inside(path, path.parent)
-    if path.is_symlink() or not path.is_file():
-        raise RunError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise RunError(f"{path} is larger than the {MAX_CHECKPOINT_BYTES:,} bytes aelab reads")
+    check_regular_file(path, path.parent, MAX_CHECKPOINT_BYTES, f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

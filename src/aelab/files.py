@@ -23,7 +23,7 @@ from typing import Any
 from .errors import AelabError, RunError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "figure_png_bytes", "read_inside",
-           "check_inside", "is_file_inside", "parse_json", "user_path"]
+           "check_inside", "check_regular_file", "is_file_inside", "parse_json", "user_path"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -128,6 +128,19 @@ def check_inside(path: str | Path, root: str | Path) -> None:
             raise RunError(f"cannot read {current}: {e.strerror or e}") from None
         if stat.S_ISLNK(st.st_mode):
             raise RunError(f"{current} is a symlink; aelab reads only files inside the run folder")
+
+
+def check_regular_file(path: str | Path, root: str | Path, max_bytes: int, missing: str) -> None:
+    """For files read by a library that opens them itself (safetensors): `missing` when absent, else
+    one `RunError` unless `path` is a regular file below `root`, no symlink, at most `max_bytes`."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise RunError(missing)
+    check_inside(path, root)
+    if path.is_symlink() or not path.is_file():
+        raise RunError(f"{path} is not a regular file")
+    if path.stat().st_size > max_bytes:
+        raise RunError(f"{path} is larger than the {max_bytes:,} bytes aelab reads for it")
 
 
 def is_file_inside(path: str | Path, root: str | Path) -> bool:

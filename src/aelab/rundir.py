@@ -30,7 +30,7 @@ from safetensors.torch import save
 from .checks import is_finite
 from .config import Config, config_from_dict
 from .errors import AelabError, DivergedError, RunError
-from .files import atomic_write_bytes, check_inside, is_file_inside, parse_json, read_inside, write_json
+from .files import atomic_write_bytes, check_regular_file, is_file_inside, parse_json, read_inside, write_json
 from .records import check_data_record, check_metrics
 
 __all__ = ["RunDir", "read_weights", "MARKER"]
@@ -267,14 +267,8 @@ class RunDir:
 def read_weights(path: Path, root: Path | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (inside folder `root`, no symlinks), every one finite."""
     root = root or path.parent
-    if not path.exists() and not path.is_symlink():
-        raise RunError(f"no weights at {path}: the run has not finished (continue it with aelab train "
-                       f"--resume, or resume=True in Python)")
-    check_inside(path, root)
-    if path.is_symlink() or not path.is_file():
-        raise RunError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise RunError(f"{path} is larger than the {MAX_WEIGHTS_BYTES:,} bytes aelab reads")
+    check_regular_file(path, root, MAX_WEIGHTS_BYTES, f"no weights at {path}: the run has not finished "
+                       f"(continue it with aelab train --resume, or resume=True in Python)")
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .ae import ae_loss, ae_parts
+from .ae import AE
 from .blocks import activation, dense
 from .registry import register_model
 from .vae import VAE
@@ -48,19 +48,13 @@ def decoder(h: int, image_dim: int, output_activation: str = "relu", output_norm
     return nn.Sequential(dense(h, 2 * w), dense(2 * w, 4 * w), last)
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(AE):
     """The tutorial's network (its `Net`), trained with per-pixel MSE (`code_penalty`: `aelab.models.ae`)."""
 
     def __init__(self, image_dim: int = 784, latent_dim: int = 128, output_activation: str = "relu",
                  width_dim: int | None = None, code_penalty: float = 0.0):
-        super().__init__()
-        self.encoder = encoder(image_dim, latent_dim, width_dim)
-        self.decoder = decoder(latent_dim, image_dim, output_activation, width=width_dim)
-        self.code_penalty = code_penalty
-        self.loss_parts = ae_parts(code_penalty)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(torch.flatten(x, start_dim=1))
+        super().__init__(encoder(image_dim, latent_dim, width_dim),
+                         decoder(latent_dim, image_dim, output_activation, width=width_dim), code_penalty)
 
     def encode_preactivation(self, x: torch.Tensor) -> torch.Tensor:
         """The code before the encoder's final ReLU, (n, h): dense, roughly Gaussian, any sign.
@@ -70,17 +64,6 @@ class Autoencoder(nn.Module):
         """
         h = self.encoder[:-1](torch.flatten(x, start_dim=1))
         return self.encoder[-1][:-1](h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = torch.flatten(x, start_dim=1)
-        z = self.encode(x)
-        return ae_loss(self.decode(z), x, z, self.code_penalty)
 
 
 class DenseVAE(VAE):

@@ -15,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from aelab.errors import AelabError, RunError
-from aelab.files import atomic_write_bytes
+from aelab.files import atomic_write_bytes, check_regular_file
 
 from .registry import SAMPLERS, create_sampler
 
@@ -48,7 +48,7 @@ def load_sampler(path, latent_dim=None):
     own constraints (mixture weights a distribution, covariances positive definite).
     """
     path = Path(path)
-    _check_file(path)
+    check_regular_file(path, path.parent, MAX_FILE_BYTES, f"no sampler file at {path}")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
@@ -72,15 +72,6 @@ def load_sampler(path, latent_dim=None):
     if hasattr(sampler, "_check_loaded"):
         sampler._check_loaded(path)
     return sampler
-
-
-def _check_file(path):
-    if not path.exists() and not path.is_symlink():
-        raise RunError(f"no sampler file at {path}")
-    if path.is_symlink() or not path.is_file():
-        raise RunError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise RunError(f"{path} is larger than the {MAX_FILE_BYTES:,} bytes aelab reads for a sampler")
 
 
 def _check_values(arrays, path, latent_dim):
