@@ -4,17 +4,32 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from aelab.errors import AelabError, RunError
 from aelab.samplers import (
+    FlowSampler,
     GaussianSampler,
     GMMSampler,
     NormalSampler,
+    TwoStageSampler,
     create_sampler,
     list_samplers,
     load_sampler,
     select_n_components,
 )
+
+# small settings, so every sampler fits the 2,000 codes below in about a second
+SMALL = {"gmm": {"n_components": 3}, "flow": {"transforms": 2, "hidden": 32, "max_epochs": 3},
+         "diffusion": {"hidden": 32, "depth": 1, "steps": 5, "max_epochs": 3},
+         "two-stage": {"hidden": 32, "depth": 1, "max_epochs": 3}}
+NEURAL = ["flow", "diffusion", "two-stage"]
+
+
+@pytest.fixture(scope="module")
+def fitted(relu_codes):
+    """Each sampler fitted once with its SMALL settings (shared by the tests below)."""
+    return {name: create_sampler(name, **SMALL.get(name, {})).fit(relu_codes) for name in list_samplers()}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +44,9 @@ def relu_codes(mnist):
     return codes.astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior"])
-def test_sample_shape_dtype_and_seed(relu_codes, name):
-    kwargs = {"n_components": 3} if name == "gmm" else {}
-    sampler = create_sampler(name, **kwargs).fit(relu_codes)
+@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior", *NEURAL])
+def test_sample_shape_dtype_and_seed(fitted, name):
+    sampler = fitted[name]
     a = sampler.sample(50, seed=1)
     assert a.shape == (50, 40) and a.dtype == np.float32 and np.isfinite(a).all()
     np.testing.assert_array_equal(a, sampler.sample(50, seed=1))
@@ -124,10 +138,9 @@ def test_n_components_larger_than_codes(relu_codes):
         GMMSampler(n_components=3000).fit(relu_codes)
 
 
-@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior"])
-def test_save_load_round_trip(tmp_path, relu_codes, name):
-    kwargs = {"n_components": 4, "random_state": 1} if name == "gmm" else {}
-    sampler = create_sampler(name, **kwargs).fit(relu_codes)
+@pytest.mark.parametrize("name", ["normal", "gaussian", "gmm", "prior", *NEURAL])
+def test_save_load_round_trip(tmp_path, fitted, name):
+    sampler = fitted[name]
     sampler.save(tmp_path / "s.safetensors")
     loaded = load_sampler(tmp_path / "s.safetensors")
     assert type(loaded) is type(sampler) and loaded.get_config() == sampler.get_config()
@@ -170,8 +183,8 @@ def test_compact_gmm_file_with_wrong_shapes_is_run_error(tmp_path, relu_codes):
 
 
 def test_registry_and_unknown_names():
-    assert list_samplers() == ["normal", "gaussian", "gmm", "prior"]
-    message = "unknown sampler 'x'; choose from normal, gaussian, gmm, prior"
+    assert list_samplers() == ["normal", "gaussian", "gmm", "prior", "flow", "diffusion", "two-stage"]
+    message = "unknown sampler 'x'; choose from normal, gaussian, gmm, prior, flow, diffusion, two-stage"
     with pytest.raises(AelabError, match=message):
         create_sampler("x")
     with pytest.raises(AelabError, match="n_components"):
@@ -189,3 +202,72 @@ def test_bad_codes_and_unfitted_use():
         GMMSampler().sample(3, seed=0)
     with pytest.raises(AelabError, match="n=0"):
         NormalSampler().fit(np.eye(3)).sample(0, seed=0)
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_neural_samplers_learn_and_keep_dead_dims(fitted, relu_codes, name):
+    sampler = fitted[name]
+    np.testing.assert_array_equal(sampler.active_dims_, np.arange(12, 40))
+    samples = sampler.sample(1000, seed=0)
+    assert (samples[:, :11] == 0).all() and (samples[:, 11] == 0.5).all()
+    losses = [h["valid_loss"] for h in sampler.history_]
+    assert losses[sampler.best_epoch_ - 1] == min(losses) and min(losses) < losses[0]
+    if name != "two-stage":  # (a second VAE this briefly trained still draws near the mean)
+        # standardized codes: the draws have the codes' scale, dim by dim, within a factor of 2
+        ratio = samples[:, 12:].std(0) / relu_codes[:, 12:].std(0)
+        assert 0.5 < np.median(ratio) < 2, ratio
+
+
+def test_flow_keeps_the_best_epoch_and_reloads_it(tmp_path, relu_codes):
+    sampler = FlowSampler(transforms=2, hidden=32, max_epochs=6, patience=2, lr=3e-2).fit(relu_codes)
+    assert len(sampler.history_) <= 6
+    sampler.save(tmp_path / "f.safetensors")
+    loaded = load_sampler(tmp_path / "f.safetensors")
+    np.testing.assert_array_equal(loaded.network_, sampler.network_)
+    # the held-out split is seeded: the reloaded network scores the best epoch's held-out loss
+    a = loaded.active_dims_
+    z = loaded._whiten(relu_codes[:, a].astype(np.float64) - loaded.mean_[a])
+    order = np.random.default_rng(0).permutation(len(z))[:200]
+    held_out = loaded._held_out_loss(loaded._network(), torch.from_numpy(z[order].astype(np.float32)))
+    assert held_out == pytest.approx(min(h["valid_loss"] for h in sampler.history_), rel=1e-5)
+
+
+def test_two_stage_learns_its_decoder_variance(relu_codes):
+    # Dai & Wipf: the learned variance gamma of p(z|u) falls below the codes' own (1, whitened)
+    # as the second VAE fits them; the KL warm-up keeps it from collapsing at gamma = 1
+    sampler = TwoStageSampler(hidden=32, depth=1, max_epochs=10, kl_warmup=3, lr=1e-2).fit(relu_codes)
+    assert torch.exp(sampler._network().log_gamma).item() < 0.97  # measured 0.94
+    assert TwoStageSampler(latent_dim=8, hidden=16, depth=1, max_epochs=1).fit(np.eye(40)[:30]).sample(
+        5, seed=0).shape == (5, 40)
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_neural_sampler_file_with_a_bad_network_is_run_error(tmp_path, fitted, name):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    path = tmp_path / "n.safetensors"
+    fitted[name].save(path)
+    with safe_open(str(path), framework="numpy") as f:
+        meta, arrays = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert {str(a.dtype) for a in arrays.values()} <= {"float32", "float64", "int64"}
+    for array, bad in [("network_", arrays["network_"][:-1]), ("mean_", arrays["mean_"].astype(np.float32)),
+                       ("variances_", np.full_like(arrays["variances_"], np.nan)),
+                       ("components_", arrays["components_"][:-1]),
+                       ("active_dims_", arrays["active_dims_"] * 0)]:
+        save_file({**arrays, array: np.ascontiguousarray(bad)}, str(path), metadata=meta)
+        loaded = load_sampler(path)
+        with pytest.raises(RunError, match=re.escape(f"{path}: {array}")):
+            loaded._check_loaded(path)
+        with pytest.raises(RunError, match=array):  # drawing from it says so too, never a torch error
+            loaded.sample(3, seed=0)
+
+
+@pytest.mark.parametrize("name, bad", [("flow", {"transforms": 0}), ("flow", {"hidden": 2.5}),
+                                       ("diffusion", {"steps": 5000}), ("diffusion", {"ema": 1.0}),
+                                       ("two-stage", {"latent_dim": -1}), ("flow", {"valid_share": 1}),
+                                       ("two-stage", {"kl_warmup": -1}), ("gmm", {"max_iter": 0}),
+                                       ("diffusion", {"max_epochs": True}), ("two-stage", {"lr": 0})])
+def test_neural_sampler_bad_parameters_name_the_value(name, bad):
+    (key, value), = bad.items()
+    with pytest.raises(AelabError, match=re.escape(f"{key}={value!r}")):
+        create_sampler(name, **bad)

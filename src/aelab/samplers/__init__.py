@@ -14,6 +14,10 @@ training codes instead::
     prior.py       prior: a VAE's N(0, I)
     gaussian.py    one full-covariance Gaussian
     gmm.py         a Gaussian mixture (scikit-learn), on principal components
+    neural.py      what flow, diffusion and two-stage share: a network on standardized codes
+    flow.py        a normalizing flow (zuko's neural spline flow)
+    diffusion.py   a denoising diffusion model (MLP denoiser, DDPM training, DDIM sampling)
+    two_stage.py   a second VAE on a VAE's codes (Dai & Wipf 2019)
     fileformat.py  the fitted-sampler file: save and validated load
     fitting.py     samplers for a run: fit on its training codes once, save, reuse
 """
@@ -23,16 +27,23 @@ from . import normal as _normal  # noqa: F401, I001
 from . import gaussian as _gaussian  # noqa: F401
 from . import gmm as _gmm  # noqa: F401
 from . import prior as _prior  # noqa: F401
+from . import flow as _flow  # noqa: F401
+from . import diffusion as _diffusion  # noqa: F401
+from . import two_stage as _two_stage  # noqa: F401
 from .base import Sampler
+from .diffusion import DiffusionSampler
 from .fileformat import load_sampler, save_sampler
+from .flow import FlowSampler
 from .gaussian import GaussianSampler
 from .gmm import GMMSampler, select_n_components
 from .normal import NormalSampler
 from .prior import PriorSampler
-from .registry import SAMPLERS, create_sampler
+from .registry import RECOMMENDED, SAMPLERS, create_sampler
+from .two_stage import TwoStageSampler
 
-__all__ = ["SAMPLERS", "GaussianSampler", "GMMSampler", "NormalSampler", "PriorSampler", "Sampler",
-           "create_sampler", "list_samplers", "load_sampler", "save_sampler", "select_n_components"]
+__all__ = ["RECOMMENDED", "SAMPLERS", "DiffusionSampler", "FlowSampler", "GaussianSampler", "GMMSampler",
+           "NormalSampler", "PriorSampler", "Sampler", "TwoStageSampler", "create_sampler", "list_samplers",
+           "load_sampler", "save_sampler", "select_n_components"]
 
 
 def list_samplers():

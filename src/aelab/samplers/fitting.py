@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,20 +27,26 @@ from aelab.data import ImageData, load_dataset
 from aelab.errors import AelabError, RunError
 
 from .fileformat import load_sampler
-from .registry import create_sampler
+from .registry import RECOMMENDED, create_sampler
 
 if TYPE_CHECKING:
     from aelab.run import Run
 
-__all__ = ["applicable_samplers", "run_data", "training_codes", "fitted_sampler", "sample_codes"]
+__all__ = ["RECOMMENDED", "applicable_samplers", "run_data", "training_codes", "fitted_sampler",
+           "sample_codes"]
 
-NEEDS_FIT = ("gaussian", "gmm")
+NEEDS_FIT = ("gaussian", "gmm", "flow", "diffusion", "two-stage")
 
 
-def applicable_samplers(run: Run) -> list[str]:
-    """Samplers that make sense for this run: `prior` for a VAE, the tutorial's `normal` for an AE."""
-    first = "prior" if run.config.model.kind == "vae" else "normal"
-    return [first, "gaussian", "gmm"]
+def applicable_samplers(run: Run, every: bool = False) -> list[str]:
+    """Samplers that make sense for this run: `prior` for a VAE, the tutorial's `normal` for an AE.
+
+    `every`: also the neural ones (flow, diffusion, and two-stage for a VAE), which take minutes
+    to fit on a CPU; `aelab evaluate` and the explorer offer them only when asked.
+    """
+    vae = run.config.model.kind == "vae"
+    fast = ["prior" if vae else "normal", "gaussian", "gmm"]
+    return fast + (["flow", "diffusion"] + (["two-stage"] if vae else []) if every else [])
 
 
 def run_data(run: Run, log=lambda line: print(line, file=sys.stderr)) -> ImageData:
@@ -70,8 +77,17 @@ def training_codes(run: Run, data: ImageData | None = None,
     return codes.numpy(), data.train_labels.numpy()
 
 
-def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs: Any):
-    """The sampler `name` fitted on the run's training codes, loaded from the run folder if saved."""
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np.ndarray | None = None,
+                   **kwargs: Any):
+    """The sampler `name` fitted on the run's training codes, loaded from the run folder if saved.
+
+    `codes`: the training codes when the caller has them already (`training_codes(run, data,
+    preactivation=models_preactivation(run))[0]`), so that several samplers encode once.
+    """
     if name == "prior" and run.config.model.kind != "vae":
         raise AelabError("the prior sampler applies to VAE runs only; an autoencoder has no prior "
                          "(use gaussian or gmm)")
@@ -85,21 +101,26 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, **kwargs:
             if saved.get_config() == sampler.get_config():
                 return saved
         except RunError as e:
-            print(f"aelab: refitting {name}: {e}", file=sys.stderr)
-    sampler.fit(training_codes(run, data, preactivation=models_preactivation(run))[0])
+            _log(f"aelab: refitting {name}: {e}")
+    if codes is None:
+        codes = training_codes(run, data, preactivation=models_preactivation(run))[0]
+    _log(f"aelab: fitting the {name} sampler on {len(codes)} training codes of {codes.shape[1]} dims "
+         f"(once; saved to {path.parent})")
+    started = time.perf_counter()
+    sampler.fit(codes)
+    _log(f"aelab: fitted {name} in {time.perf_counter() - started:.1f} s")
     try:
         path.parent.mkdir(exist_ok=True)
         sampler.save(path)
     except OSError as e:
-        print(f"aelab: warning: could not save the fitted sampler to {path} ({e.strerror})",
-              file=sys.stderr)
+        _log(f"aelab: warning: could not save the fitted sampler to {path} ({e.strerror})")
     return sampler
 
 
 def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | None = None,
-                 **kwargs: Any) -> torch.Tensor:
-    """Codes (n, latent_dim) float32 drawn by sampler `name` for `run`."""
-    sampler = fitted_sampler(run, name, data, **kwargs)
+                 codes: np.ndarray | None = None, **kwargs: Any) -> torch.Tensor:
+    """Codes (n, latent_dim) float32 drawn by sampler `name` for `run` (`codes`: see `fitted_sampler`)."""
+    sampler = fitted_sampler(run, name, data, codes, **kwargs)
     codes = torch.from_numpy(np.ascontiguousarray(sampler.sample(n, seed), dtype=np.float32))
     if name in NEEDS_FIT and models_preactivation(run):
         codes = torch.relu(codes)  # the encoder's own final ReLU

@@ -17,7 +17,10 @@ the classifier FID of 5,000 decoded GMM samples rose with clipping (K=10: 202 ->
 either (K=10: 159, K=20: 124, K=40: 104, Gaussian: 358).
 """
 
+import warnings
+
 import numpy as np
+from tqdm import tqdm
 
 from aelab.errors import AelabError
 
@@ -27,17 +30,54 @@ from .registry import SAMPLERS
 __all__ = ["GMMSampler", "select_n_components"]
 
 
-def _fit_gmm(z, n_components, reg_covar, random_state):
-    """Fit sklearn's full-covariance GMM on standardized codes z of shape (n, d_active)."""
+def _kmeans_start(z, k, reg_covar, random_state):
+    """(weights (k,), means (k, p), precisions (k, p, p)) of k-means clusters of z (n, p).
+
+    What scikit-learn's own ``init_params="kmeans"`` computes (each cluster's share, mean and
+    covariance + reg_covar I), done here so that the two stages can report progress apart.
+    """
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=k, n_init=1, random_state=random_state).fit(z).labels_
+    counts = np.bincount(labels, minlength=k)
+    p = z.shape[1]
+    means, precisions = np.tile(z.mean(0), (k, 1)), np.tile(np.eye(p) / reg_covar, (k, 1, 1))
+    for j in np.flatnonzero(counts):  # k-means leaves no cluster empty; a lone point gets reg_covar I
+        members = z[labels == j]
+        means[j] = members.mean(0)
+        cov = np.cov(members, rowvar=False, bias=True).reshape(p, p) if counts[j] > 1 else 0
+        precisions[j] = np.linalg.inv(cov + reg_covar * np.eye(p))
+    return np.maximum(counts, 1) / np.maximum(counts, 1).sum(), means, precisions
+
+
+def _fit_gmm(z, n_components, reg_covar, random_state, max_iter=100, bar=None):
+    """Fit sklearn's full-covariance GMM on standardized codes z of shape (n, d_active).
+
+    It starts from k-means clusters and runs at most `max_iter` EM iterations; `bar`, a tqdm
+    bar, is told when each stage starts.
+    """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture  # here, not at the top: sklearn takes 0.8 s to import
 
+    if bar is not None:
+        bar.set_postfix_str(f"k-means, {n_components} clusters on {z.shape[1]} dims")
+    weights, means, precisions = _kmeans_start(z, n_components, reg_covar, random_state)
+    if bar is not None:
+        bar.update()
+        bar.set_postfix_str(f"EM, at most {max_iter} iterations")
     gmm = GaussianMixture(n_components=n_components, covariance_type="full", reg_covar=reg_covar,
-                          random_state=random_state)
+                          random_state=random_state, max_iter=max_iter, init_params="random_from_data",
+                          weights_init=weights, means_init=means, precisions_init=precisions)
     try:
-        return gmm.fit(z)
+        with warnings.catch_warnings():  # a capped max_iter is the setting, not a failure
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gmm.fit(z)
     except ValueError as exc:  # sklearn: "ill-defined empirical covariance"
         raise AelabError(f"GMM fit with n_components={n_components} failed ({exc}); "
                          f"increase reg_covar={reg_covar!r} or lower n_components") from exc
+    if bar is not None:
+        bar.update()
+    return gmm
 
 
 def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0, reg_covar=1e-6):
@@ -86,15 +126,19 @@ class GMMSampler(Sampler):
     n_components : int or "auto"
         "auto" picks one with ``select_n_components`` (held-out log-likelihood), which chose 10
         for ``Autoencoder()`` codes of the 12k MNIST subset, before and after the final ReLU
-        (20 for a sigmoid-output variant); Ghosh et al. used 10. The default, 400 on 64
-        principal components, is chosen by sample quality instead (``scripts/gmm_choices.py``):
-        on the seed run's codes (before the final ReLU, see ``aelab.sampling``) the classifier
-        FID of 5,000 decoded samples was 62 for 40 components on all 128 dims, and on 32
-        principal components 55 (K=100), 49 (200), 48 (400); 400 on 64 gave 41 (29 s of
-        fitting), against 30 for decoded training codes. Held-out log-likelihood prefers far
-        fewer components (it fell from K=50 to K=400 in a one-off check), so larger mixtures fit
-        the training codes more tightly; samples still stay as far from their nearest training
-        image as decoded validation codes do (median 3.99 vs 4.19).
+        (20 for a sigmoid-output variant); Ghosh et al. used 10. The default, 1000 on 64
+        principal components, is chosen by sample quality instead (``scripts/gmm_choices.py``).
+        With EM to convergence (c7d5be5, an earlier classifier), on the seed run's codes (before
+        the final ReLU, see `fitting`) the classifier FID of 5,000 decoded samples was 62 for 40
+        components on all 128 dims, and on 32 principal components 55 (K=100), 49 (200), 48
+        (400); 400 on 64 gave 41, against 30 for decoded training codes. With one EM iteration
+        (``--components``): 400, 1000 and 2000 components on 64 dims score about 39, 31 and 29
+        against a ceiling of 24, with samples' median distance to their nearest training image
+        4.0, 3.7 and 3.4 (decoded validation codes 4.2, decoded training codes 2.4): more
+        components come closer to the training codes, and 2000 (6 codes each) is about as far
+        as that goes before samples start to copy. Held-out log-likelihood prefers far fewer
+        components (about 50; 400 already scores worse than one Gaussian on held-out codes), so
+        these large mixtures are chosen for their samples, not as density estimates.
     pca_dims : int or None
         Fit the mixture on this many principal components of the standardized codes and map it
         back to all dims, adding only ``reg_covar`` in the discarded directions (see
@@ -105,6 +149,12 @@ class GMMSampler(Sampler):
         Added to the covariance diagonals, in units of each dimension's variance. The default,
         0.01, keeps small components from collapsing onto a few codes (with 1e-6, 400
         components on 32 dims stopped after 6 EM iterations); 0.03 and 0.1 measured worse.
+    max_iter : int
+        EM iterations after the k-means start (each cluster's share, mean and covariance). The
+        start does nearly all of the work: on the seed run's codes the FID of 5,000 decoded
+        samples was 39.0 after 1 iteration, 39.0 after 3, 38.4 after 6 and 38.5 when EM ran to
+        scikit-learn's tolerance (its default max_iter 100), which took 35x longer on a busy
+        2-core machine (``scripts/gmm_choices.py --iterations``).
 
     Attributes
     ----------
@@ -116,8 +166,8 @@ class GMMSampler(Sampler):
     pca_components_, pca_covariances_, active_std_ : ndarrays, only with ``pca_dims``
         The principal axes (pca_dims, n_active) and each component's covariance on them
         (n_components, pca_dims, pca_dims), and the active dims' standard deviations:
-        ``covariances_`` is computed from them, and only they are saved (13 MB instead of 53 MB
-        for the default 400 components on 128 dims).
+        ``covariances_`` is computed from them, and only they are saved (33 MB instead of 131 MB
+        for the default 1000 components on 128 dims).
     """
 
     name = "gmm"
@@ -125,7 +175,8 @@ class GMMSampler(Sampler):
     _compact_state = ("weights_", "means_", "pca_components_", "pca_covariances_", "active_std_",
                       "active_dims_")
 
-    def __init__(self, n_components=400, random_state=0, clip="none", reg_covar=0.01, pca_dims=64):
+    def __init__(self, n_components=1000, random_state=0, clip="none", reg_covar=0.01, pca_dims=64,
+                 max_iter=1):
         super().__init__(clip=clip)
         is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
         if n_components != "auto" and not (is_int and n_components >= 1):
@@ -133,7 +184,9 @@ class GMMSampler(Sampler):
         if pca_dims is not None and not (isinstance(pca_dims, (int, np.integer)) and pca_dims >= 1):
             raise AelabError(f"pca_dims={pca_dims!r} must be a positive integer or None")
         self.n_components, self.random_state, self.reg_covar = n_components, random_state, reg_covar
-        self.pca_dims = pca_dims
+        if not (isinstance(max_iter, (int, np.integer)) and not isinstance(max_iter, bool) and max_iter >= 1):
+            raise AelabError(f"max_iter={max_iter!r} must be a positive integer")
+        self.pca_dims, self.max_iter = pca_dims, max_iter
 
     def _fit(self, codes):
         n, d = codes.shape
@@ -169,13 +222,14 @@ class GMMSampler(Sampler):
         `noise_variance_`) over every direction instead measured worse: FID 56 vs 53 for 200
         components on 32 dims of the seed run.
         """
-        if not self.pca_dims or self.pca_dims >= z.shape[1]:
-            gmm = _fit_gmm(z, k, self.reg_covar, self.random_state)
-            return gmm.means_, gmm.covariances_, gmm.weights_
-        from sklearn.decomposition import PCA
+        with tqdm(total=2, desc=f"fitting gmm on {len(z)} codes", unit="stage", leave=False) as bar:
+            if not self.pca_dims or self.pca_dims >= z.shape[1]:
+                gmm = _fit_gmm(z, k, self.reg_covar, self.random_state, self.max_iter, bar)
+                return gmm.means_, gmm.covariances_, gmm.weights_
+            from sklearn.decomposition import PCA
 
-        pca = PCA(n_components=self.pca_dims, random_state=self.random_state).fit(z)
-        gmm = _fit_gmm(pca.transform(z), k, self.reg_covar, self.random_state)
+            pca = PCA(n_components=self.pca_dims, random_state=self.random_state).fit(z)
+            gmm = _fit_gmm(pca.transform(z), k, self.reg_covar, self.random_state, self.max_iter, bar)
         self.pca_components_, self.pca_covariances_ = pca.components_, gmm.covariances_
         return gmm.means_ @ pca.components_ + pca.mean_, None, gmm.weights_
 
@@ -220,5 +274,5 @@ class GMMSampler(Sampler):
         return out
 
 
-SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (400 components on 64 "
+SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (1000 components on 64 "
              "principal components by default)")
