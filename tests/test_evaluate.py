@@ -64,12 +64,30 @@ def test_explain_states_the_mechanism_with_the_runs_numbers(small_run, monkeypat
     assert stats["distances"]["ratio_noise_to_real"] > 1.5
 
 
-def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, data):
+def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, data, capsys):
     import aelab.evaluate as ev
+    from aelab.run import Run
 
     monkeypatch.setattr(ev, "run_data", lambda run: data)
-    result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gmm"], components=10)
+    encoded = []  # sizes of the image sets encoded
+    encode = Run.encode
+
+    def counting_encode(self, x, *args, **kwargs):
+        encoded.append(len(x))
+        return encode(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "encode", counting_encode)
+    result = ev.evaluate_run(small_run.path, n=1000, samplers=["normal", "gaussian", "gmm"], components=10)
+    assert encoded.count(len(data.train_images)) == 1  # the training set, once for every row
+    err = capsys.readouterr().err
+    assert "aelab: [1/7] real training images" in err and "aelab: [6/7] sampler gmm" in err
+    assert "aelab: fitting the gmm sampler on 12000 training codes" in err
     rows = result["samples"]
+    # fidelity and coverage apart: noise decoded is neither realistic nor covering, gmm samples are both
+    assert rows["sampler gmm"]["precision"] > rows["sampler normal"]["precision"]
+    assert rows["sampler gmm"]["recall"] > rows["sampler normal"]["recall"]
+    real = rows["real training images"]
+    assert 0.7 < real["precision"] <= 1 and real["recall"] > 0.7
     assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]
     assert rows["sampler gmm"]["fid"] < rows["sampler normal"]["fid"]
     assert rows["sampler gmm"]["confident_share"] > rows["sampler normal"]["confident_share"]

@@ -23,7 +23,7 @@ from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
-COMPONENTS_HELP = "gmm: mixture components (default 400, on 64 principal components)"
+COMPONENTS_HELP = "gmm: mixture components (default 1000, on 64 principal components)"
 
 
 def _positive(kind: type) -> Callable[[str], int | float]:
@@ -116,12 +116,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     from .config import DEVICES
-    from .samplers import SAMPLERS
+    from .samplers import RECOMMENDED, SAMPLERS
 
     p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
     p.add_argument("run_dir")
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
-                   help=_choices_help(SAMPLERS))
+                   help=_choices_help(SAMPLERS) + f". Default normal (the tutorial's); for digits "
+                   f"use {RECOMMENDED}")
     p.add_argument("--n", type=_positive(int), default=128)
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")

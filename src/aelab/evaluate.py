@@ -23,9 +23,10 @@ from .classifier import load_or_train_classifier
 from .data.images import to_float_images
 from .figures import grid_figure, interpolation_figure, save_figure
 from .files import write_json
-from .metrics import frechet_distance, pca_baseline, reconstruction_metrics, sample_scores
+from .metrics import pca_baseline, reconstruction_metrics
 from .run import Run, load_run
-from .samplers.fitting import applicable_samplers, run_data, sample_codes
+from .samplers.fitting import applicable_samplers, models_preactivation, run_data, sample_codes
+from .scoring import SampleScorer
 
 __all__ = ["evaluate_run", "interpolate", "format_table"]
 
@@ -42,13 +43,13 @@ def interpolate(run: Run, a: torch.Tensor, b: torch.Tensor, steps: int = 10) -> 
     return run.decode(path.reshape(-1, run.latent_dim)).reshape(len(a), steps, 28, 28)
 
 
-def _score(name: str, images: torch.Tensor, real: torch.Tensor, classifier, train: torch.Tensor) -> dict:
-    started = time.perf_counter()
-    row = {"fid": frechet_distance(real, images, classifier), **sample_scores(images, classifier, train)}
+def _score(scorer: SampleScorer, images: torch.Tensor, started: float) -> dict:
+    row = scorer.score(images)
     row.pop("class_histogram")
     row["n"] = len(images)
-    _log(f"  {name:<28} FID {row['fid']:8.2f}  confident {row['confident_share']:.3f}  "
-         f"classes {row['classes_present']:2d}  ({time.perf_counter() - started:.0f} s)")
+    _log(f"        FID {row['fid']:7.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+         f"confident {row['confident_share']:.3f}  classes {row['classes_present']:2d}  "
+         f"NN distance {row['nn_train_distance_median']:.2f}  ({time.perf_counter() - started:.0f} s)")
     return row
 
 
@@ -77,28 +78,38 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
                            f"pca-{run.latent_dim}": pca["metrics"]},
         "samples": {},
     }
-    _log(f"aelab: scoring {n} images per row against the {len(valid)} validation images")
-    rows = result["samples"]
+    names = samplers or applicable_samplers(run)
+    titles = (["real training images", "decoded training codes", "decoded validation codes"]
+              + [f"sampler {name}" for name in names] + [f"pca-{run.latent_dim} gaussian"])
+    _log(f"aelab: scoring {len(titles)} rows of {n} images each against the {len(valid)} validation "
+         f"images")
+    scorer = SampleScorer(classifier, valid, train_u8)
+    pre = models_preactivation(run)
+    codes = run.encode(train_u8, preactivation=pre)  # (n_train, latent_dim), once for every row
     pick = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(seed))[:n]
-    real_train = to_float_images(train_u8[pick]).reshape(-1, 28, 28)
-    rows["real training images"] = _score("real training images", real_train, valid, classifier, train_u8)
-    rows["decoded training codes"] = _score("decoded training codes", run.reconstruct(train_u8[pick]),
-                                            valid, classifier, train_u8)
     # How far an image the decoder did not train on lands from its nearest training image: the
     # yardstick for the samplers' NN distances (its FID is flattered: the reference set holds
     # these very images' originals)
     held_out = torch.randperm(len(valid_u8), generator=torch.Generator().manual_seed(seed + 1))[:n]
-    rows["decoded validation codes"] = _score("decoded validation codes", run.reconstruct(valid_u8[held_out]),
-                                              valid, classifier, train_u8)
-    for name in samplers or applicable_samplers(run):
-        kwargs = {"n_components": components} if name == "gmm" and components else {}
-        images = run.decode(sample_codes(run, name, n, seed, data=data, **kwargs))
-        rows[f"sampler {name}"] = _score(f"sampler {name}", images, valid, classifier, train_u8)
-        save_figure(grid_figure(images[:100].numpy(), f"{name} sampler", 10),
-                    run.path / "samples" / f"{name}.png")
-    pca_images = pca["sample"](n, seed)
-    rows[f"pca-{run.latent_dim} gaussian"] = _score(f"pca-{run.latent_dim} gaussian", pca_images,
-                                                    valid, classifier, train_u8)
+    rows = result["samples"]
+    for i, title in enumerate(titles, 1):
+        started = time.perf_counter()
+        _log(f"aelab: [{i}/{len(titles)}] {title}")
+        if title == "real training images":
+            images = to_float_images(train_u8[pick]).reshape(-1, 28, 28)
+        elif title == "decoded training codes":
+            images = run.decode(codes[pick].relu() if pre else codes[pick])
+        elif title == "decoded validation codes":
+            images = run.reconstruct(valid_u8[held_out])
+        elif title.startswith("sampler "):
+            name = title.removeprefix("sampler ")
+            kwargs = {"n_components": components} if name == "gmm" and components else {}
+            images = run.decode(sample_codes(run, name, n, seed, data=data, codes=codes.numpy(), **kwargs))
+            save_figure(grid_figure(images[:100].numpy(), f"{name} sampler", 10),
+                        run.path / "samples" / f"{name}.png")
+        else:
+            images = pca["sample"](n, seed)
+        rows[title] = _score(scorer, images, started)
 
     pairs = interpolate(run, valid_u8[0:8:2], valid_u8[1:9:2])
     save_figure(interpolation_figure(pairs.numpy(), "straight lines in code space between validation digits"),
@@ -112,11 +123,13 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["| reconstruction (validation) | MSE | PSNR (dB) | SSIM |", "|---|---:|---:|---:|"]
     for name, m in result["reconstruction"].items():
         lines.append(f"| {name} | {m['mse']:.5f} | {m['psnr']:.2f} | {m['ssim']:.4f} |")
-    lines += ["", f"| images (n={result['n_samples']}) | FID (classifier features) | confident > 0.9 "
-              "| classes | NN distance to train (median) |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"| images (n={result['n_samples']}) | FID (classifier features) | precision | recall "
+              "| confident > 0.9 | classes | NN distance to train (median) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in result["samples"].items():
-        lines.append(f"| {name} | {r['fid']:.2f} | {r['confident_share']:.3f} | {r['classes_present']} "
-                     f"| {r['nn_train_distance_median']:.2f} |")
+        pr = (f"{r['precision']:.3f} | {r['recall']:.3f}" if "precision" in r else "- | -")  # older files
+        lines.append(f"| {name} | {r['fid']:.2f} | {pr} | {r['confident_share']:.3f} "
+                     f"| {r['classes_present']} | {r['nn_train_distance_median']:.2f} |")
     lines.append(f"\nclassifier test accuracy {result['classifier_test_accuracy']:.4f}; FID against the "
                  f"validation images; dataset {result['dataset']} ({result['source']})")
     if "decoded validation codes" in result["samples"]:

@@ -7,6 +7,9 @@
   training image (nearest-neighbour distance)?
 * ``pca_baseline``: what a linear model with the same code size achieves.
 
+Improved precision and recall, and `SampleScorer` (every sample measure for many image sets
+against one reference set), are in `aelab.scoring`.
+
 Images are float tensors in [0, 1] of shape (n, 28, 28) or (n, 784); uint8 is read as 0..255.
 """
 
