@@ -53,6 +53,15 @@ COLUMNS = ["FID", "precision", "recall", "confident > 0.9", "NN distance to trai
            "sample s"]
 
 
+EXTRA = ["gmm@n_components=2000"]  # besides every sampler's defaults
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """'gmm@n_components=2000@reg_covar=0.03' -> ('gmm', {'n_components': 2000, 'reg_covar': 0.03})."""
+    name, *pairs = spec.split("@")
+    return name, {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in pairs)}
+
+
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -78,10 +87,11 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
     train_codes = codes[pick].relu() if pre else codes[pick]
     rows["decoded training codes (ceiling)"] = scorer.score(run.decode(train_codes))
     rows["decoded validation codes"] = scorer.score(run.reconstruct(data.test_images[held_out]))
-    for name in samplers or applicable_samplers(run, every=True):
-        _log(f"{run.path.name}: sampler {name}")
+    for spec in samplers or applicable_samplers(run, every=True) + EXTRA:
+        name, kwargs = parse_spec(spec)
+        _log(f"{run.path.name}: sampler {spec}")
         wall, cpu = _seconds()
-        sampler = fitted_sampler(run, name, data, codes=codes.numpy())
+        sampler = fitted_sampler(run, name, data, codes=codes.numpy(), **kwargs)
         fit = [a - b for a, b in zip(_seconds(), (wall, cpu))]
         wall, cpu = _seconds()
         drawn = torch.from_numpy(sampler.sample(n, seed))
@@ -92,7 +102,7 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
                    sample_cpu_seconds=sample[1], config=sampler.get_config())
         if hasattr(sampler, "history_"):
             row.update(epochs=len(sampler.history_), best_epoch=sampler.best_epoch_)
-        rows[f"`{name}`"] = row
+        rows[f"`{name}`" + (f" ({spec.split('@')[1]})" if kwargs else "")] = row
         _log(f"  FID {row['fid']:.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
              f"fit {fit[0]:.1f} s  sample {sample[0]:.1f} s")
     return {"run": run_dir, "kind": run.config.model.kind, "rows": rows}
@@ -121,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="trained run folders (e.g. a seed run and a vae run)")
     p.add_argument("--n", type=int, default=5000, help="images per row (default 5000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samplers", help="comma-separated (default: every sampler that applies to the run)")
+    p.add_argument("--samplers", help="comma-separated, each NAME or NAME@key=value@... (default: every "
+                   f"sampler that applies to the run, and {', '.join(EXTRA)})")
     p.add_argument("--no-training", action="store_true", help="skip timing the seed preset's training")
     p.add_argument("--json", help="write every number here")
     args = p.parse_args(argv)

@@ -89,7 +89,7 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     rows = result["samples"]
     # fidelity and coverage apart: noise decoded is neither realistic nor covering, gmm samples are both
     assert rows["sampler gmm"]["precision"] > rows["sampler normal"]["precision"]
-    # (gmm recall > normal recall does not hold on this 2-epoch, 1,000-sample setting: 0.09 vs 0.21)
+    # (gmm recall > normal recall does not hold on this 2-epoch, 1,000-sample run here: 0.07 vs 0.19)
     real = rows["real training images"]
     assert 0.7 < real["precision"] <= 1 and real["recall"] > 0.7
     assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]

@@ -26,7 +26,7 @@ from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
-COMPONENTS_HELP = "gmm: mixture components (default 400, on 64 principal components)"
+COMPONENTS_HELP = "gmm: mixture components (default 1000, on 64 principal components)"
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
 MAX_COMPONENTS = 10_000
 MAX_EPOCHS, MAX_BATCH, MAX_LATENT, MAX_THREADS = 100_000, 65_536, 1024, 1024  # aelab.config's bounds
@@ -227,12 +227,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     from .config import DEVICES
-    from .samplers import SAMPLERS
+    from .samplers import RECOMMENDED, SAMPLERS
 
     p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
     p.add_argument("run_dir")
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
-                   help=_choices_help(SAMPLERS) + " (default: normal, the tutorial's)")
+                   help=_choices_help(SAMPLERS) + f". Default normal (the tutorial's); for digits "
+                   f"use {RECOMMENDED}")
     p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128, help="how many images (default 128)")
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")

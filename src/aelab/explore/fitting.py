@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 
+from aelab.samplers import RECOMMENDED
+
 from . import validate
 from .backend import AelabError, State, check_run
 from .validate import RequestError
@@ -38,7 +40,7 @@ def sampler_status(state: State, body: dict | None = None) -> dict:
     rows = []
     for name in state.samplers:
         s, message = _state_of(state, name)
-        rows.append({"name": name, "state": s, "message": message})
+        rows.append({"name": name, "state": s, "message": message, "recommended": name == RECOMMENDED})
     fitting = state.fit_thread is not None and state.fit_thread.is_alive()
     return {"samplers": rows, "fitting": fitting}
 

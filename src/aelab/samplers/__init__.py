@@ -38,12 +38,12 @@ from .gaussian import GaussianSampler
 from .gmm import GMMSampler, select_n_components
 from .normal import NormalSampler
 from .prior import PriorSampler
-from .registry import SAMPLERS, create_sampler
+from .registry import RECOMMENDED, SAMPLERS, create_sampler
 from .two_stage import TwoStageSampler
 
-__all__ = ["SAMPLERS", "DiffusionSampler", "FlowSampler", "GaussianSampler", "GMMSampler", "NormalSampler",
-           "PriorSampler", "Sampler", "TwoStageSampler", "create_sampler", "list_samplers", "load_sampler",
-           "save_sampler", "select_n_components"]
+__all__ = ["RECOMMENDED", "SAMPLERS", "DiffusionSampler", "FlowSampler", "GaussianSampler", "GMMSampler",
+           "NormalSampler", "PriorSampler", "Sampler", "TwoStageSampler", "create_sampler", "list_samplers",
+           "load_sampler", "save_sampler", "select_n_components"]
 
 
 def list_samplers():

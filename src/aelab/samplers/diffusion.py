@@ -79,8 +79,8 @@ class DiffusionSampler(NeuralSampler):
 
     name = "diffusion"
 
-    def __init__(self, hidden=512, depth=3, steps=50, ema=0.995, clip="none", random_state=0,
-                 max_epochs=200, batch_size=256, lr=1e-3, valid_share=0.1, patience=20,
+    def __init__(self, hidden=256, depth=2, steps=50, ema=0.999, clip="none", random_state=0,
+                 max_epochs=400, batch_size=256, lr=2e-3, valid_share=0.1, patience=60,
                  keep_variance=0.995):
         super().__init__(clip=clip, random_state=random_state, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,

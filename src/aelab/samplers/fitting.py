@@ -29,7 +29,7 @@ from aelab.errors import AelabError, RunError
 from aelab.files import check_inside
 
 from .fileformat import load_sampler
-from .registry import create_sampler
+from .registry import RECOMMENDED, create_sampler
 
 if TYPE_CHECKING:
     from aelab.run import Run
@@ -38,7 +38,6 @@ __all__ = ["RECOMMENDED", "applicable_samplers", "run_data", "training_codes", "
            "sample_codes"]
 
 NEEDS_FIT = ("gaussian", "gmm", "flow", "diffusion", "two-stage")
-RECOMMENDED = "gmm"  # the fitted sampler `aelab sample` and the explorer point to (README, "Real digits")
 
 
 def applicable_samplers(run: Run, every: bool = False) -> list[str]:

@@ -44,8 +44,8 @@ class FlowSampler(NeuralSampler):
 
     name = "flow"
 
-    def __init__(self, transforms=6, hidden=256, bins=8, clip="none", random_state=0, max_epochs=100,
-                 batch_size=256, lr=1e-3, valid_share=0.1, patience=10,
+    def __init__(self, transforms=4, hidden=128, bins=8, clip="none", random_state=0, max_epochs=50,
+                 batch_size=256, lr=1e-3, valid_share=0.1, patience=5,
                  keep_variance=0.995):
         super().__init__(clip=clip, random_state=random_state, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,

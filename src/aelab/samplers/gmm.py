@@ -25,7 +25,6 @@ from tqdm import tqdm
 from aelab.errors import AelabError
 
 from .base import Sampler, check_codes, standardize_active
-from .gaussian import require_cholesky
 from .registry import SAMPLERS
 
 __all__ = ["GMMSampler", "select_n_components"]
@@ -127,15 +126,19 @@ class GMMSampler(Sampler):
     n_components : int or "auto"
         "auto" picks one with ``select_n_components`` (held-out log-likelihood), which chose 10
         for ``Autoencoder()`` codes of the 12k MNIST subset, before and after the final ReLU
-        (20 for a sigmoid-output variant); Ghosh et al. used 10. The default, 400 on 64
-        principal components, is chosen by sample quality instead (``scripts/gmm_choices.py``):
-        on the seed run's codes (before the final ReLU, see ``aelab.sampling``) the classifier
-        FID of 5,000 decoded samples was 62 for 40 components on all 128 dims, and on 32
-        principal components 55 (K=100), 49 (200), 48 (400); 400 on 64 gave 41 (29 s of
-        fitting), against 30 for decoded training codes. Held-out log-likelihood prefers far
-        fewer components (it fell from K=50 to K=400 in a one-off check), so larger mixtures fit
-        the training codes more tightly; samples still stay as far from their nearest training
-        image as decoded validation codes do (median 3.99 vs 4.19).
+        (20 for a sigmoid-output variant); Ghosh et al. used 10. The default, 1000 on 64
+        principal components, is chosen by sample quality instead (``scripts/gmm_choices.py``).
+        With EM to convergence (c7d5be5, an earlier classifier), on the seed run's codes (before
+        the final ReLU, see `fitting`) the classifier FID of 5,000 decoded samples was 62 for 40
+        components on all 128 dims, and on 32 principal components 55 (K=100), 49 (200), 48
+        (400); 400 on 64 gave 41, against 30 for decoded training codes. With one EM iteration
+        (``--components``): 400, 1000 and 2000 components on 64 dims score about 39, 31 and 29
+        against a ceiling of 24, with samples' median distance to their nearest training image
+        4.0, 3.7 and 3.4 (decoded validation codes 4.2, decoded training codes 2.4): more
+        components come closer to the training codes, and 2000 (6 codes each) is about as far
+        as that goes before samples start to copy. Held-out log-likelihood prefers far fewer
+        components (about 50; 400 already scores worse than one Gaussian on held-out codes), so
+        these large mixtures are chosen for their samples, not as density estimates.
     pca_dims : int or None
         Fit the mixture on this many principal components of the standardized codes and map it
         back to all dims, adding only ``reg_covar`` in the discarded directions (see
@@ -163,8 +166,8 @@ class GMMSampler(Sampler):
     pca_components_, pca_covariances_, active_std_ : ndarrays, only with ``pca_dims``
         The principal axes (pca_dims, n_active) and each component's covariance on them
         (n_components, pca_dims, pca_dims), and the active dims' standard deviations:
-        ``covariances_`` is computed from them, and only they are saved (13 MB instead of 53 MB
-        for the default 400 components on 128 dims).
+        ``covariances_`` is computed from them, and only they are saved (33 MB instead of 131 MB
+        for the default 1000 components on 128 dims).
     """
 
     name = "gmm"
@@ -172,7 +175,7 @@ class GMMSampler(Sampler):
     _compact_state = ("weights_", "means_", "pca_components_", "pca_covariances_", "active_std_",
                       "active_dims_")
 
-    def __init__(self, n_components=400, random_state=0, clip="none", reg_covar=0.01, pca_dims=64,
+    def __init__(self, n_components=1000, random_state=0, clip="none", reg_covar=0.01, pca_dims=64,
                  max_iter=1):
         super().__init__(clip=clip)
         is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
@@ -258,12 +261,6 @@ class GMMSampler(Sampler):
         if hasattr(self, "pca_components_"):
             self._expand_covariances()
 
-    def _check_loaded(self, path):
-        """Each loaded component's covariance must be symmetric positive definite on the active dims."""
-        a = self.active_dims_
-        for j, cov in enumerate(self.covariances_):
-            require_cholesky(cov[np.ix_(a, a)], path, f"covariances_[{j}]")
-
     def _draw(self, n, rng):
         a = self.active_dims_
         component = rng.choice(self.n_components_, size=n, p=self.weights_ / self.weights_.sum())
@@ -277,5 +274,5 @@ class GMMSampler(Sampler):
         return out
 
 
-SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (400 components on 64 "
+SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (1000 components on 64 "
              "principal components by default)")

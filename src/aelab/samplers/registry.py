@@ -5,9 +5,10 @@ import inspect
 from aelab.errors import AelabError
 from aelab.registry import Registry
 
-__all__ = ["SAMPLERS", "create_sampler"]
+__all__ = ["SAMPLERS", "RECOMMENDED", "create_sampler"]
 
 SAMPLERS = Registry("sampler")
+RECOMMENDED = "gmm"  # the fitted sampler `aelab sample` and the explorer recommend (README, "Real digits")
 
 
 def create_sampler(name, **kwargs):

@@ -80,8 +80,7 @@ class TwoStageSampler(NeuralSampler):
     _beta = 1.0  # the KL weight of the current training epoch (see kl_warmup)
 
     def __init__(self, latent_dim=None, hidden=512, depth=3, kl_warmup=10, clip="none", random_state=0,
-                 max_epochs=200,
-                 batch_size=256, lr=1e-3, valid_share=0.1, patience=20,
+                 max_epochs=80, batch_size=256, lr=1e-3, valid_share=0.1, patience=20,
                  keep_variance=0.995):
         super().__init__(clip=clip, random_state=random_state, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,

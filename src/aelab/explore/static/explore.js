@@ -269,6 +269,7 @@
     const loads = [];
     for (const s of st.samplers) {
       const box = samplerBox(s.name);
+      if (s.recommended) box.querySelector("h3").firstChild.textContent = `${s.name} (recommended) `;
       box.classList.toggle("fitting", s.state === "fitting"); box.classList.toggle("error", s.state === "error");
       box.querySelector(".state").textContent = s.state === "fitting" ? "fitting..." : s.state === "error" ? `error: ${s.message}` : s.state;
       if (s.state === "ready" && !S.samples[s.name]) loads.push(loadSamples(s.name));
