@@ -232,8 +232,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="decode codes drawn by a sampler into images")
     p.add_argument("run_dir")
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
-                   help=_choices_help(SAMPLERS) + f". Default normal (the tutorial's); for digits "
-                   f"use {RECOMMENDED}")
+                   help=_choices_help(SAMPLERS) + f" (default: normal, the tutorial's; for digits "
+                   f"use {RECOMMENDED})")
     p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128, help="how many images (default 128)")
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
