@@ -525,6 +525,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                             "seed": r, "batch_size": 128, "threads": row["threads"],
                             "paired": not args.unpaired, "env": _policy_env(row["policy"])}
                     res["runs"][condition][key(row)].append(run_child(spec))
+        Path(args.json + ".partial").write_text(json.dumps(res, indent=1))  # survives a kill
         for v in args.variants:
             run = {**common, "n_train": n_train, "epochs": args.epochs, "seed": r, "batch_size": 128,
                    "threads": ours["threads"], "env": _policy_env(ours["policy"])}
