@@ -372,13 +372,17 @@ def child_env(changes: dict[str, str | None]) -> dict[str, str]:
     return env
 
 
-def run_child(spec: dict) -> dict:
-    """`spec` measured in a fresh Python process; exits with its stderr when it fails."""
+def run_child(spec: dict, retries: int = 2) -> dict:
+    """`spec` measured in a fresh Python process; exits with its stderr when it fails. A child
+    killed by a signal (on a shared machine, someone else's `pkill`) is run again, `retries` times."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                           capture_output=True, text=True, env=child_env(spec.get("env", {})))
+    if proc.returncode < 0 and retries > 0:
+        _say(f"  benchmark child {spec['kind']} was killed by signal {-proc.returncode}; running it again")
+        return run_child(spec, retries - 1)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child {spec['kind']} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"benchmark child {spec['kind']} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**result, "child_seconds": time.perf_counter() - started}
 
