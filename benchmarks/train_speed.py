@@ -514,8 +514,13 @@ def benchmark(args: argparse.Namespace) -> dict:
                                                                      for c in conditions},
                            "rows": rows, "conditions": conditions, "main": key(ours), "loop": key(loop),
                            "variants": {v: [] for v in args.variants}}
+    partial = Path(args.json + ".partial")
+    if args.go_on and partial.is_file():  # the repeats a killed run finished, then the rest
+        res = json.loads(partial.read_text())
+        res["continued_at_repeat"] = len(res["floor"]) + 1
+        _say(f"going on from {partial}: {len(res['floor'])} repeat(s) done")
     started = time.perf_counter()
-    for r in range(args.repeats):
+    for r in range(len(res["floor"]), args.repeats):
         for condition in conditions:
             todo = [row for row in rows if runs_in(condition, row, args)]
             names = [f"{row['kind']} {row['threads'] or 'default'} ({row['policy']})" for row in todo]
@@ -529,7 +534,6 @@ def benchmark(args: argparse.Namespace) -> dict:
                             "seed": r, "batch_size": 128, "threads": row["threads"],
                             "paired": not args.unpaired, "env": _policy_env(row["policy"])}
                     res["runs"][condition][key(row)].append(run_child(spec))
-        Path(args.json + ".partial").write_text(json.dumps(res, indent=1))  # survives a kill
         for v in args.variants:
             run = {**common, "n_train": n_train, "epochs": args.epochs, "seed": r, "batch_size": 128,
                    "threads": ours["threads"], "env": _policy_env(ours["policy"])}
@@ -538,6 +542,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             else:
                 overrides = {"precision": "bf16"} if v == "bf16" else {"compile": True}
                 res["variants"][v].append(run_child({**run, "kind": "aelab", "overrides": overrides}))
+        partial.write_text(json.dumps(res, indent=1))  # survives a kill: --go-on starts from it
     res["aelab"], res["baseline"] = res["runs"]["idle"][res["main"]], res["runs"]["idle"][res["loop"]]
     if "bf16" in args.variants:
         res["bf16_floor"] = floor(precision="bf16")
@@ -776,6 +781,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=_counts, default=None,
                    help="comma list of thread counts on the axis (default 1, 2, 4, ... and all cores)")
     p.add_argument("--no-busy", action="store_true", help="skip the runs beside a busy process")
+    p.add_argument("--go-on", action="store_true",
+                   help="start from the repeats JSON.partial holds (a killed run's), same arguments")
     p.add_argument("--loop-policy", choices=["aelab", "user"], default="aelab",
                    help="the OpenMP wait policy the tutorial's loop runs under: aelab's (default: the "
                         "comparison is of the training code), or the user's environment as a plain "
