@@ -372,13 +372,17 @@ def child_env(changes: dict[str, str | None]) -> dict[str, str]:
     return env
 
 
-def run_child(spec: dict) -> dict:
-    """`spec` measured in a fresh Python process; exits with its stderr when it fails."""
+def run_child(spec: dict, retries: int = 2) -> dict:
+    """`spec` measured in a fresh Python process; exits with its stderr when it fails. A child
+    killed by a signal (on a shared machine, someone else's `pkill`) is run again, `retries` times."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                           capture_output=True, text=True, env=child_env(spec.get("env", {})))
+    if proc.returncode < 0 and retries > 0:
+        _say(f"  benchmark child {spec['kind']} was killed by signal {-proc.returncode}; running it again")
+        return run_child(spec, retries - 1)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child {spec['kind']} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"benchmark child {spec['kind']} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**result, "child_seconds": time.perf_counter() - started}
 
@@ -510,8 +514,13 @@ def benchmark(args: argparse.Namespace) -> dict:
                                                                      for c in conditions},
                            "rows": rows, "conditions": conditions, "main": key(ours), "loop": key(loop),
                            "variants": {v: [] for v in args.variants}}
+    partial = Path(args.json + ".partial")
+    if args.go_on and partial.is_file():  # the repeats a killed run finished, then the rest
+        res = json.loads(partial.read_text())
+        res["continued_at_repeat"] = len(res["floor"]) + 1
+        _say(f"going on from {partial}: {len(res['floor'])} repeat(s) done")
     started = time.perf_counter()
-    for r in range(args.repeats):
+    for r in range(len(res["floor"]), args.repeats):
         for condition in conditions:
             todo = [row for row in rows if runs_in(condition, row, args)]
             names = [f"{row['kind']} {row['threads'] or 'default'} ({row['policy']})" for row in todo]
@@ -533,6 +542,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             else:
                 overrides = {"precision": "bf16"} if v == "bf16" else {"compile": True}
                 res["variants"][v].append(run_child({**run, "kind": "aelab", "overrides": overrides}))
+        partial.write_text(json.dumps(res, indent=1))  # survives a kill: --go-on starts from it
     res["aelab"], res["baseline"] = res["runs"]["idle"][res["main"]], res["runs"]["idle"][res["loop"]]
     if "bf16" in args.variants:
         res["bf16_floor"] = floor(precision="bf16")
@@ -771,6 +781,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=_counts, default=None,
                    help="comma list of thread counts on the axis (default 1, 2, 4, ... and all cores)")
     p.add_argument("--no-busy", action="store_true", help="skip the runs beside a busy process")
+    p.add_argument("--go-on", action="store_true",
+                   help="start from the repeats JSON.partial holds (a killed run's), same arguments")
     p.add_argument("--loop-policy", choices=["aelab", "user"], default="aelab",
                    help="the OpenMP wait policy the tutorial's loop runs under: aelab's (default: the "
                         "comparison is of the training code), or the user's environment as a plain "
