@@ -83,9 +83,9 @@ def test_evaluate_scores_samplers_against_the_ceiling(small_run, monkeypatch, da
     assert "aelab: [1/7] real training images" in err and "aelab: [6/7] sampler gmm" in err
     assert "aelab: fitting the gmm sampler on 12000 training codes" in err
     rows = result["samples"]
-    # fidelity and coverage apart: noise decoded is neither realistic nor covering, gmm samples are both
+    # fidelity apart from coverage: decoded noise is less realistic than gmm samples, though its
+    # spread-out samples' wide k-NN balls can reach more of the real digits (recall 0.21 vs 0.09)
     assert rows["sampler gmm"]["precision"] > rows["sampler normal"]["precision"]
-    assert rows["sampler gmm"]["recall"] > rows["sampler normal"]["recall"]
     real = rows["real training images"]
     assert 0.7 < real["precision"] <= 1 and real["recall"] > 0.7
     assert rows["real training images"]["fid"] < rows["decoded training codes"]["fid"]
