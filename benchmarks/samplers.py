@@ -70,7 +70,8 @@ def _seconds() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: Path) -> dict:
+def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: Path,
+              save=lambda result: None) -> dict:
     copy = tmp / Path(run_dir).name
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("samplers", "samples", "explain"))
     run = load_run(copy)
@@ -82,7 +83,8 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
     codes = run.encode(data.train_images, preactivation=pre)
     pick = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))[:n]
     held_out = torch.randperm(len(valid), generator=torch.Generator().manual_seed(seed + 1))[:n]
-    rows = {}
+    rows: dict = {}
+    result = {"run": run_dir, "kind": run.config.model.kind, "n": n, "rows": rows}
     _log(f"{run.path.name}: decoded training codes, decoded validation codes")
     train_codes = codes[pick].relu() if pre else codes[pick]
     rows["decoded training codes (ceiling)"] = scorer.score(run.decode(train_codes))
@@ -103,9 +105,10 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
         if hasattr(sampler, "history_"):
             row.update(epochs=len(sampler.history_), best_epoch=sampler.best_epoch_)
         rows[f"`{name}`" + (f" ({spec.split('@')[1]})" if kwargs else "")] = row
+        save(result)  # every row as soon as it is measured
         _log(f"  FID {row['fid']:.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
              f"fit {fit[0]:.1f} s  sample {sample[0]:.1f} s")
-    return {"run": run_dir, "kind": run.config.model.kind, "rows": rows}
+    return result
 
 
 def seed_training_seconds(data_dir: str, tmp: Path) -> tuple[float, float]:
@@ -139,10 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     samplers = args.samplers.split(",") if args.samplers else None
     out: dict = {"n": args.n, "recommended": RECOMMENDED, "torch_threads": torch.get_num_threads(),
                  "load_average_at_start": os.getloadavg(), "runs": []}
+    def save(partial=None):
+        if args.json:
+            runs = out["runs"] + ([partial] if partial else [])
+            Path(args.json).write_text(json.dumps({**out, "runs": runs}, indent=1, default=str))
+
     with tempfile.TemporaryDirectory() as tmp:
         for run_dir in args.runs:
-            result = bench_run(run_dir, args.n, args.seed, samplers, Path(tmp))
-            result["n"] = args.n
+            result = bench_run(run_dir, args.n, args.seed, samplers, Path(tmp), save)
             out["runs"].append(result)
             print(table(result) + "\n", flush=True)
         if not args.no_training:
@@ -161,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     out["load_average_at_end"] = os.getloadavg()
     print(f"load average at start {out['load_average_at_start']}, at end {out['load_average_at_end']}; "
           f"torch threads {out['torch_threads']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    save()
     return 0
 
 
