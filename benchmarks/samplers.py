@@ -70,7 +70,8 @@ def _seconds() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: Path) -> dict:
+def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: Path,
+              save=lambda result: None, done: dict | None = None) -> dict:
     copy = tmp / Path(run_dir).name
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("samplers", "samples", "explain"))
     run = load_run(copy)
@@ -82,13 +83,18 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
     codes = run.encode(data.train_images, preactivation=pre)
     pick = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))[:n]
     held_out = torch.randperm(len(valid), generator=torch.Generator().manual_seed(seed + 1))[:n]
-    rows = {}
-    _log(f"{run.path.name}: decoded training codes, decoded validation codes")
-    train_codes = codes[pick].relu() if pre else codes[pick]
-    rows["decoded training codes (ceiling)"] = scorer.score(run.decode(train_codes))
-    rows["decoded validation codes"] = scorer.score(run.reconstruct(data.test_images[held_out]))
+    rows: dict = dict(done or {})  # rows of an earlier, interrupted run (--resume)
+    result = {"run": run_dir, "kind": run.config.model.kind, "n": n, "rows": rows}
+    if "decoded validation codes" not in rows:
+        _log(f"{run.path.name}: decoded training codes, decoded validation codes")
+        train_codes = codes[pick].relu() if pre else codes[pick]
+        rows["decoded training codes (ceiling)"] = scorer.score(run.decode(train_codes))
+        rows["decoded validation codes"] = scorer.score(run.reconstruct(data.test_images[held_out]))
     for spec in samplers or applicable_samplers(run, every=True) + EXTRA:
         name, kwargs = parse_spec(spec)
+        label = f"`{name}`" + (f" ({spec.split('@')[1]})" if kwargs else "")
+        if label in rows:
+            continue
         _log(f"{run.path.name}: sampler {spec}")
         wall, cpu = _seconds()
         sampler = fitted_sampler(run, name, data, codes=codes.numpy(), **kwargs)
@@ -102,10 +108,11 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
                    sample_cpu_seconds=sample[1], config=sampler.get_config())
         if hasattr(sampler, "history_"):
             row.update(epochs=len(sampler.history_), best_epoch=sampler.best_epoch_)
-        rows[f"`{name}`" + (f" ({spec.split('@')[1]})" if kwargs else "")] = row
+        rows[label] = row
+        save(result)  # every row as soon as it is measured
         _log(f"  FID {row['fid']:.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
              f"fit {fit[0]:.1f} s  sample {sample[0]:.1f} s")
-    return {"run": run_dir, "kind": run.config.model.kind, "rows": rows}
+    return result
 
 
 def seed_training_seconds(data_dir: str, tmp: Path) -> tuple[float, float]:
@@ -134,15 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samplers", help="comma-separated, each NAME or NAME@key=value@... (default: every "
                    f"sampler that applies to the run, and {', '.join(EXTRA)})")
     p.add_argument("--no-training", action="store_true", help="skip timing the seed preset's training")
-    p.add_argument("--json", help="write every number here")
+    p.add_argument("--json", help="write every number here (after every row)")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in --json, measure the rest")
     args = p.parse_args(argv)
     samplers = args.samplers.split(",") if args.samplers else None
     out: dict = {"n": args.n, "recommended": RECOMMENDED, "torch_threads": torch.get_num_threads(),
                  "load_average_at_start": os.getloadavg(), "runs": []}
+    def save(partial=None):
+        if args.json:
+            runs = out["runs"] + ([partial] if partial else [])
+            Path(args.json).write_text(json.dumps({**out, "runs": runs}, indent=1, default=str))
+
+    earlier = {}
+    if args.resume and args.json and Path(args.json).is_file():
+        earlier = {r["run"]: r["rows"] for r in json.loads(Path(args.json).read_text())["runs"]}
     with tempfile.TemporaryDirectory() as tmp:
         for run_dir in args.runs:
-            result = bench_run(run_dir, args.n, args.seed, samplers, Path(tmp))
-            result["n"] = args.n
+            result = bench_run(run_dir, args.n, args.seed, samplers, Path(tmp), save, earlier.get(run_dir))
             out["runs"].append(result)
             print(table(result) + "\n", flush=True)
         if not args.no_training:
@@ -161,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     out["load_average_at_end"] = os.getloadavg()
     print(f"load average at start {out['load_average_at_start']}, at end {out['load_average_at_end']}; "
           f"torch threads {out['torch_threads']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    save()
     return 0
 
 

@@ -21,15 +21,15 @@ from aelab.run import load_run
 from aelab.samplers.fitting import run_data, sample_codes
 
 N = 5000
-CHOICES = [  # (label, GMMSampler arguments); EM to convergence (max_iter 100), as when the table was made
+CHOICES = [  # (label, GMMSampler arguments): 400 components and EM to convergence were the defaults then
     ("40 components on all 128 dims", {"n_components": 40, "pca_dims": None, "max_iter": 100}),
     ("100 components on 32 principal components", {"n_components": 100, "pca_dims": 32, "max_iter": 100}),
     ("200 on 32", {"n_components": 200, "pca_dims": 32, "max_iter": 100}),
     ("400 on 32", {"n_components": 400, "pca_dims": 32, "max_iter": 100}),
     ("400 on 24", {"n_components": 400, "pca_dims": 24, "max_iter": 100}),
-    ("400 on 64 (the default)", {"max_iter": 100}),
-    ("400 on 64, reg_covar 0.03", {"reg_covar": 0.03, "max_iter": 100}),
-    ("400 on 64, reg_covar 0.1", {"reg_covar": 0.1, "max_iter": 100}),
+    ("400 on 64 (the default then)", {"n_components": 400, "max_iter": 100}),
+    ("400 on 64, reg_covar 0.03", {"n_components": 400, "reg_covar": 0.03, "max_iter": 100}),
+    ("400 on 64, reg_covar 0.1", {"n_components": 400, "reg_covar": 0.1, "max_iter": 100}),
 ]
 ITERATIONS = [  # (label, GMMSampler arguments): the default mixture, EM capped after the k-means start
     ("k-means start + 1 EM iteration (the default)", {"max_iter": 1}),

@@ -15,7 +15,7 @@ from aelab.metrics import (
     reconstruction_metrics,
     sample_scores,
 )
-from aelab.scoring import SampleScorer, classifier_features, kth_neighbour_radii, precision_recall
+from aelab.scoring import SampleScorer, classifier_features, precision_recall
 
 # `mnist` (conftest.py): the real subset, 12,000 train and the official 10,000 test digits
 
@@ -140,34 +140,29 @@ def test_nn_distance_of_training_images_is_zero(mnist, classifier):
 
 def test_precision_recall_of_real_digits_noise_and_a_collapse(mnist, test_floats, classifier):
     model, _ = classifier
-    real = classifier_features(model, test_floats)                            # (10000, 128)
-    radii = kth_neighbour_radii(real)                                          # once for all sets
-    assert precision_recall(real[:2000], real[:2000]) == {"precision": 1.0, "recall": 1.0}  # itself
-
-    def pr(images):
-        return precision_recall(real, classifier_features(model, images), real_radii=radii)
-
-    other = pr(mnist.train_images[:2000])
-    assert other["precision"] > 0.8 and other["recall"] > 0.8                # measured 0.88, 0.87
-    noise = pr(uniform_noise(2000))
-    assert noise["precision"] < 0.1 and noise["recall"] == 0                 # measured 0.045, 0
+    scorer = SampleScorer(model, test_floats, mnist.train_images)  # every test digit is the reference
+    real = scorer.score(mnist.train_images[:2000].float() / 255)   # new digits of the same kind
+    assert real["precision"] > 0.8 and real["recall"] > 0.8         # measured 0.88, 0.87
+    singles = sample_scores(mnist.train_images[:2000].float() / 255, model, mnist.train_images)
+    assert {k: real[k] for k in singles} == singles                 # the same measures as alone
+    noise = scorer.score(uniform_noise(2000))
+    assert noise["precision"] < 0.1 and noise["recall"] == 0        # measured 0.045, 0
     ones = test_floats[mnist.test_labels == 1]  # every sample a "1": realistic but narrow
-    collapsed = pr(ones.repeat(2, 1, 1)[:2000])
-    assert collapsed["precision"] > 0.9 and collapsed["recall"] < 0.2       # measured 1.0, 0.12
+    collapsed = scorer.score(ones.repeat(2, 1, 1)[:2000])
+    assert collapsed["precision"] > 0.9 and collapsed["recall"] < 0.2  # measured 1.0, 0.12
+    assert noise["fid"] > collapsed["fid"] > real["fid"]
+    features = classifier_features(model, test_floats[:500])
+    assert precision_recall(features, features) == {"precision": 1.0, "recall": 1.0}  # itself
     with pytest.raises(AelabError, match="k=3"):
-        precision_recall(real[:3], real[:3])
+        precision_recall(features[:3], features[:3])
 
 
-def test_sample_scorer_matches_the_single_measures(mnist, test_floats, classifier):
+def test_sample_scorer_fid_is_frechet_distance(test_floats, classifier):
     model, _ = classifier
-    scorer = SampleScorer(model, test_floats[:3000], mnist.train_images)
-    images = mnist.train_images[:1000].float() / 255
-    row = scorer.score(images)
-    assert row["fid"] == pytest.approx(frechet_distance(test_floats[:3000], images, model), rel=1e-6)
-    singles = sample_scores(images, model, mnist.train_images)
-    assert {k: row[k] for k in singles} == singles
-    assert 0.8 < row["precision"] <= 1 and 0.8 < row["recall"] <= 1
-    assert scorer.score(images) == row  # the reference is kept between rows
+    scorer = SampleScorer(model, test_floats[:2000], test_floats[:10])
+    images = test_floats[5000:6000]
+    assert scorer.score(images)["fid"] == pytest.approx(frechet_distance(test_floats[:2000], images, model),
+                                                        rel=1e-6)
 
 
 def test_pca_baseline(mnist, test_floats):

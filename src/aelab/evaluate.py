@@ -5,9 +5,13 @@
 Every number is computed here from the run's weights and its dataset; nothing is copied in.
 Sample quality is scored with a small CNN digit classifier trained on the same dataset's
 training split (see `aelab.metrics`): a Frechet distance on its features ("FID" below, not
-Inception's), the share of samples it labels with confidence > 0.9, the classes present, and
-each sample's distance to its nearest training image (a memorisation check, read against the
+Inception's), improved precision and recall on the same features (fidelity and coverage apart,
+`aelab.scoring`), the share of samples it labels with confidence > 0.9, the classes present,
+and each sample's distance to its nearest training image (a memorisation check, read against the
 "decoded validation codes" row: what the decoder makes of images it never trained on).
+
+The training images are encoded once and the codes reused by every row and every sampler fit;
+each row prints what it is doing and its results on stderr.
 """
 
 from __future__ import annotations

@@ -151,10 +151,11 @@ class GMMSampler(Sampler):
         components on 32 dims stopped after 6 EM iterations); 0.03 and 0.1 measured worse.
     max_iter : int
         EM iterations after the k-means start (each cluster's share, mean and covariance). The
-        start does nearly all of the work: on the seed run's codes the FID of 5,000 decoded
-        samples was 39.0 after 1 iteration, 39.0 after 3, 38.4 after 6 and 38.5 when EM ran to
-        scikit-learn's tolerance (its default max_iter 100), which took 35x longer on a busy
-        2-core machine (``scripts/gmm_choices.py --iterations``).
+        start does nearly all of the work: in a one-off check with 400 components on the seed
+        run's codes the FID of 5,000 decoded samples was 39.0 after 1 iteration, 39.0 after 3,
+        38.4 after 6 and 38.5 when EM ran to scikit-learn's tolerance (its default max_iter
+        100), each iteration costing about as much as the k-means start
+        (``scripts/gmm_choices.py --iterations`` measures it for the default).
 
     Attributes
     ----------

@@ -11,12 +11,13 @@ The codes the network sees. Constant ("dead") dims are left out and put back exa
 the leading axes that hold `keep_variance` of the variance are scaled to unit variance (so the
 network sees standardized, decorrelated codes) and modelled by the network, and the few
 remaining directions get independent Gaussian noise with their own variance. The principal axes
-come from the codes' covariance, not from per-dim standardized codes, because of the VAE: 14 of
-its 128 code dims carry 99.8% of the variance and the other 114 are posterior-collapsed, with
-means of std ~0.025 that its decoder ignores; standardizing each dim turns them into 114 unit
-noise dims that swamp the 14 (a two-stage VAE fitted that way scored FID 108, no better than
-the prior). For the seed autoencoder, whose pre-ReLU code dims have std 0.85-1.08 (BatchNorm),
-both give the same axes: 64 of them hold 99.5% of the variance.
+come from the codes' covariance, not from per-dim standardized codes, because of the VAE (one-off
+measurements on the shared subset's `vae` run): 14 of its 128 code dims carry 99.8% of the
+variance and the other 114 are posterior-collapsed, with means of std ~0.025 that its decoder
+ignores; standardizing each dim turns them into 114 unit noise dims that swamp the 14 (a
+two-stage VAE fitted that way scored FID 108, no better than the prior). For the seed
+autoencoder, whose pre-ReLU code dims have std 0.85-1.08 (BatchNorm), both give the same axes:
+64 of them hold 99.5% of the variance.
 
 Fitting holds out `valid_share` of the codes (a seeded split), trains with Adam and a cosine
 learning rate, evaluates the held-out loss after every epoch and keeps the weights of the best
