@@ -87,11 +87,15 @@ def _compare() -> Config:
 
 
 @PRESETS.register("rae", "a regularised autoencoder (Ghosh et al. 2020): conv, linear 16-d code, "
-                  "loss MSE + beta_z * 0.5 ||z||^2, decoder weight decay; sample it with gmm")
+                  "loss MSE + 1e-4 * 0.5 ||z||^2, decoder weight decay 1e-7; sample it with gmm")
 def _rae() -> Config:
+    # Measured (this recipe, 20 epochs, gmm FID of 5,000 samples, README "Which autoencoder, and
+    # why"): code penalty 1e-4 with decoder decay 1e-7 gave FID 17.2 (test MSE 0.0083), 1e-5 with
+    # 1e-8 gave 16.7 (0.0082); decay 1e-5 held the validation MSE at 0.0132 after 14 epochs
+    # against 0.0105: Adam's L2 term is large beside the small gradients of a per-pixel MSE.
     cfg = _compare()
     cfg.model.architecture = "conv"
     cfg.model.latent_dim = 16
     cfg.model.code_penalty = 1e-4
-    cfg.train.decoder_weight_decay = 1e-5
+    cfg.train.decoder_weight_decay = 1e-7
     return cfg
