@@ -14,6 +14,7 @@ __all__ = ["loss_figure", "curve_parts", "part_label"]
 
 PART_LABELS = {"mse": "MSE per pixel", "recon": "reconstruction error per image",
                "kl": "KL divergence per image (nats)", "penalty": "code penalty",
+               "code_l2": "code penalty 0.5 ||z||^2 (unweighted)",
                "code_penalty": "code penalty"}
 
 
