@@ -110,6 +110,31 @@ def test_gmm_on_principal_components(tmp_path, relu_codes):
         GMMSampler(pca_dims=0)
 
 
+def test_gmm_whitened_basis_models_the_directions_that_carry_the_variance(tmp_path, relu_codes):
+    """A VAE's posterior-collapsed dims: tiny variance; the whitened basis leaves them out."""
+    rng = np.random.default_rng(1)
+    real = relu_codes[:, np.argsort(relu_codes.std(0))[-6:]]  # the 6 dims of largest variance
+    noise = 0.01 * real.std(0).mean() * rng.standard_normal((len(real), 30))
+    codes = np.concatenate([real, noise], 1)
+    codes = codes.astype(np.float32)
+    whitened = GMMSampler(n_components=5, basis="whitened").fit(codes)
+    standardized = GMMSampler(n_components=5, pca_dims=6).fit(codes)
+    assert whitened.pca_components_.shape[0] <= 6  # the few axes that hold 99.5% of the variance
+    top = np.abs(whitened.pca_components_).sum(0)
+    assert top[:6].sum() > 100 * top[6:].sum()  # ... in the 6 real dims
+    assert np.abs(standardized.pca_components_[:, 6:]).sum() > np.abs(standardized.pca_components_[:, :6]).sum()
+    drawn = whitened.sample(4000, seed=0)
+    np.testing.assert_allclose(drawn[:, :6].std(0), codes[:, :6].std(0), rtol=0.1)
+    np.testing.assert_allclose(np.cov(drawn[:, :6], rowvar=False), np.cov(codes[:, :6], rowvar=False),
+                               atol=0.1 * codes[:, :6].var(0).max())
+    whitened.save(tmp_path / "w.safetensors")
+    loaded = load_sampler(tmp_path / "w.safetensors")
+    assert loaded.basis == "whitened"
+    np.testing.assert_array_equal(loaded.sample(10, seed=1), whitened.sample(10, seed=1))
+    with pytest.raises(AelabError, match="basis='pca'"):
+        GMMSampler(basis="pca")
+
+
 @pytest.mark.parametrize("sampler", [GaussianSampler(clip="observed"),
                                      GMMSampler(n_components=5, clip="observed")])
 def test_clip_observed_keeps_relu_codes_non_negative(relu_codes, sampler):

@@ -114,6 +114,20 @@ def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0,
     return max(scores, key=scores.get)
 
 
+BASES = ("standardized", "whitened")
+KEEP_VARIANCE = 0.995  # the share of the codes' variance a whitened basis keeps, as neural.py's
+
+
+def _whitened_axes(z, most):
+    """(p, a) the codes' leading principal axes, each times its std: the rows map unit-variance
+    coordinates back to codes. p: the fewest axes holding KEEP_VARIANCE, at most `most`."""
+    variances, axes = np.linalg.eigh(np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1]))
+    variances, axes = np.clip(variances[::-1], 0, None), axes[:, ::-1].T
+    share = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
+    p = int(min(np.searchsorted(share, KEEP_VARIANCE - 1e-12) + 1, most or len(share), len(share)))
+    return axes[:p] * np.sqrt(np.maximum(variances[:p], np.finfo(float).tiny))[:, None]
+
+
 class GMMSampler(Sampler):
     """A full-covariance Gaussian mixture fitted to the codes (Ghosh et al., ICLR 2020).
 
@@ -143,6 +157,13 @@ class GMMSampler(Sampler):
         Fit the mixture on this many principal components of the standardized codes and map it
         back to all dims, adding only ``reg_covar`` in the discarded directions (see
         ``_fit_standardized``); None: all dims. Default 64.
+    basis : {"standardized", "whitened"}
+        "standardized": each dim scaled to unit variance, then its top `pca_dims` principal
+        components. "whitened": the principal axes of the codes themselves (one scale for all
+        dims), the fewest holding 99.5% of the variance (at most `pca_dims`), each scaled to unit
+        variance, as the neural samplers see them. The two differ for a VAE, whose
+        posterior-collapsed dims carry almost no variance: standardizing blows them up to unit
+        noise that takes the mixture's components.
     random_state : int
     clip : {"observed", "none"}
     reg_covar : float
@@ -177,8 +198,11 @@ class GMMSampler(Sampler):
                       "active_dims_")
 
     def __init__(self, n_components=1000, random_state=0, clip="none", reg_covar=0.01, pca_dims=64,
-                 max_iter=1):
+                 max_iter=1, basis="standardized"):
         super().__init__(clip=clip)
+        if basis not in BASES:
+            raise AelabError(f"basis={basis!r} must be one of {', '.join(BASES)}")
+        self.basis = basis
         is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
         if n_components != "auto" and not (is_int and n_components >= 1):
             raise AelabError(f"n_components={n_components!r} must be a positive integer or 'auto'")
@@ -199,6 +223,9 @@ class GMMSampler(Sampler):
         for stale in ("pca_components_", "pca_covariances_", "active_std_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
         active, mean, std, z = standardize_active(codes)
+        if self.basis == "whitened" and len(active):  # one scale for all dims: their variance ratios stay
+            std = np.full_like(std, np.sqrt(np.mean(std[active] ** 2)))
+            z = (codes[:, active] - mean[active]) / std[active]
         self.active_dims_, self.n_components_ = active, int(k)
         self.weights_ = np.full(k, 1.0 / k)
         self.means_ = np.tile(mean, (k, 1))
@@ -224,6 +251,12 @@ class GMMSampler(Sampler):
         components on 32 dims of the seed run.
         """
         with tqdm(total=2, desc=f"fitting gmm on {len(z)} codes", unit="stage", leave=False) as bar:
+            if self.basis == "whitened":
+                back = _whitened_axes(z, self.pca_dims)  # (p, a): unit-variance axes -> codes
+                u = (z - z.mean(0)) @ back.T / (back ** 2).sum(1)  # each axis's coordinate / its std
+                gmm = _fit_gmm(u, k, self.reg_covar, self.random_state, self.max_iter, bar)
+                self.pca_components_, self.pca_covariances_ = back, gmm.covariances_
+                return gmm.means_ @ back + z.mean(0), None, gmm.weights_
             if not self.pca_dims or self.pca_dims >= z.shape[1]:
                 gmm = _fit_gmm(z, k, self.reg_covar, self.random_state, self.max_iter, bar)
                 return gmm.means_, gmm.covariances_, gmm.weights_
