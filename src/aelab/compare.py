@@ -31,10 +31,11 @@ from .config import Config
 from .data import ImageData, load_dataset
 from .data.images import to_float_images
 from .engine import Interrupted
-from .errors import AelabError
+from .errors import AelabError, RunError
 from .files import atomic_write_text, write_json
 from .models import KINDS, MODELS, parameter_count
 from .presets import resolve_config
+from .records import check_final
 from .rundir import RunDir
 from .splits import Split
 from .training import FINAL, train
@@ -135,23 +136,24 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
     """Test reconstruction and sample FID of one finished run (cached beside its weights)."""
     from .metrics import frechet_distance, reconstruction_metrics
     from .run import load_run
+    from .samplers import create_sampler
     from .samplers.fitting import sample_codes
 
     run_dir = RunDir(run_path)
     sampler = "prior" if entry.kind == "vae" else "gmm"
     kwargs = {"n_components": components} if components and sampler == "gmm" else {}
     key = {"weights_sha256": _digest(run_dir.model), "n_samples": n_samples, "seed": seed, "sampler": sampler,
-           **kwargs}
+           "sampler_config": create_sampler(sampler, **kwargs).get_config()}  # a new default scores again
     cached = run_path / SCORES
     if cached.is_file():
-        try:
-            saved = json.loads(cached.read_text())
-            if saved.get("key") == key:
+        try:  # a cache: anything unreadable or stale is scored again
+            saved = run_dir.read_json(cached)
+            if isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("scores"), dict):
                 return saved["scores"]
-        except ValueError:
+        except RunError:
             pass
     run = load_run(run_path)
-    final = json.loads((run_path / FINAL).read_text())
+    final = check_final(run_dir.read_json(run_path / FINAL), str(run_path / FINAL))
     test = to_float_images(data.test_images).reshape(-1, 28, 28)
     recon = reconstruction_metrics(test, run.reconstruct(data.test_images))
     scores: dict[str, Any] = {
@@ -191,7 +193,7 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
             components: int | None = None) -> dict[str, Any]:
     """Train (or reuse) and score every entry of `grid` under `out`; write the tables and figures.
 
-    `components`: the gmm sampler's mixture size (default: the sampler's own, 400). Returns
+    `components`: the gmm sampler's mixture size (default: the sampler's own). Returns
     compare.json's content plus "markdown" (compare.md's text).
     """
     from .classifier import load_or_train_classifier

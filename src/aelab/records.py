@@ -74,3 +74,20 @@ def check_evaluation(result: Any, where: str) -> dict:
         if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
             raise RunError(f"{where}: {section} is not a table of rows")
     return result
+
+
+def check_final(record: Any, where: str) -> dict:
+    """final.json: the epoch count, the split parts as objects of numbers, the median epoch seconds."""
+    if not isinstance(record, dict):
+        raise RunError(f"{where} is not an object")
+    if not (isinstance(record.get("epoch"), int) and not isinstance(record["epoch"], bool)
+            and 1 <= record["epoch"] <= MAX_EPOCHS):
+        raise RunError(f"{where}: epoch={str(record.get('epoch'))[:40]!r} is not an epoch count")
+    for split in ("train", "valid", "test"):
+        part = record.get(split)
+        if not isinstance(part, dict) or not all(isinstance(k, str) and (v is None or is_number(v))
+                                                 for k, v in part.items()):
+            raise RunError(f"{where}: {split} is not an object of numbers")
+    if not is_number(record.get("seconds_per_epoch_median")):
+        raise RunError(f"{where}: seconds_per_epoch_median is not a number")
+    return record
