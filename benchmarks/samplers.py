@@ -92,7 +92,7 @@ def bench_run(run_dir: str, n: int, seed: int, samplers: list[str] | None, tmp: 
         rows["decoded validation codes"] = scorer.score(run.reconstruct(data.test_images[held_out]))
     for spec in samplers or applicable_samplers(run, every=True) + EXTRA:
         name, kwargs = parse_spec(spec)
-        label = f"`{name}`" + (f" ({spec.split('@')[1]})" if kwargs else "")
+        label = f"`{name}`" + (f" ({', '.join(spec.split('@')[1:])})" if kwargs else "")
         if label in rows:
             continue
         _log(f"{run.path.name}: sampler {spec}")
