@@ -5,10 +5,13 @@ its help and every "unknown X" error come from the registries (presets, datasets
 samplers). Usage errors exit 2 (argparse); data and runtime errors exit 1 with one line
 `aelab: error: ...`; Ctrl-C during training exits 130 after writing a checkpoint.
 
-`main` is the one place that sets process-wide state: before torch loads, it sets
-OMP_WAIT_POLICY=PASSIVE unless the user set it (OpenMP threads that spin while waiting turned a
-busy shared 2-core machine into a 30x slowdown: 900-1800 ms per training step against 9-40 ms
-passive). That is why this module imports nothing heavy at its top.
+`main` is the one place that sets process-wide state: before torch loads, and only when the user
+has not set it, it chooses OpenMP's wait policy (`wait_policy`): none for `train`, whose
+`--threads auto` measures the step and picks the count (passive OpenMP threads made two threads
+slower than one: 6.13 against 5.08 s per epoch, while libgomp's default gave 3.05 s; docs/speed.md),
+and PASSIVE for every other command, which run on torch's default threads beside whatever else
+runs (spinning threads turned a busy shared 2-core machine into a 30x slowdown). That is why this
+module imports nothing heavy at its top.
 
 Longer than 300 lines because every command's flags and its handler sit side by side, one short
 pair per command; a command that grows more than a handful of lines moves into its own module.
@@ -413,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TRAIN_WAIT_POLICY: str | None = "PASSIVE"  # what `aelab train` sets; None leaves libgomp's default
+# what `aelab train` sets; None leaves libgomp's default (spin a little, then sleep), measured best
+# for `--threads auto` idle and beside a busy process (`python benchmarks/train_speed.py`)
+TRAIN_WAIT_POLICY: str | None = None
 
 
 def wait_policy(argv: Sequence[str]) -> str | None:
