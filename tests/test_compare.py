@@ -11,7 +11,7 @@ import pytest
 import aelab.training
 from aelab.compare import compare, grid_from_text
 from aelab.engine import Interrupted
-from aelab.errors import AelabError
+from aelab.errors import AelabError, RunError
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,16 @@ def test_compare_writes_its_tables_and_figures_and_continues_after_an_interrupti
     # a folder that holds other settings is refused before any work
     with pytest.raises(AelabError, match="holds a run with other settings"):
         compare(grid, out, epochs=2, n_samples=0, data=tiny, progress=False)
+    # what compare reads back is untrusted: a damaged score cache is scored again, a damaged
+    # final.json is one error naming it
+    (out / "dense-linear-2" / "compare-scores.json").write_text("{not json")
+    again = compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, command="test",
+                    components=8)
+    assert again["runs"][0]["test_mse"] == rows["dense-linear-2"]["test_mse"]
+    (out / "dense-linear-2" / "compare-scores.json").unlink()
+    (out / "dense-linear-2" / "final.json").write_text('{"epoch": "twenty"}')
+    with pytest.raises(RunError, match="final.json: epoch='twenty'"):
+        compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, components=8)
 
 
 def test_compare_grid_names_are_checked():

@@ -46,6 +46,22 @@ def test_fitted_sampler_draws_codes_like_the_encoders(small_run, small_mnist, da
     assert torch.equal(codes, again)  # reloaded from the run folder, same seed, same codes
 
 
+def test_a_vaes_gmm_models_the_axes_that_carry_the_variance(small_run, data, tmp_path):
+    from aelab.samplers import load_sampler
+    from aelab.samplers.fitting import fitted_sampler
+
+    vae = train(resolve_config("vae", {"epochs": 1, "latent_dim": 32}), tmp_path / "vae", data=data,
+                quiet=True, log=lambda s: None)
+    gmm = fitted_sampler(vae, "gmm", data, n_components=20)  # the caller's count, the VAE's basis
+    saved = load_sampler(vae.path / "samplers" / "gmm.safetensors").get_config()
+    assert saved == gmm.get_config() and saved["basis"] == "whitened" and saved["n_components"] == 20
+    assert saved["reg_covar"] == 0.005
+    # the kept axes are the few that hold 99.5% of the codes' variance, not every active dim
+    assert gmm.pca_components_.shape[0] < len(gmm.active_dims_)
+    ae = fitted_sampler(small_run, "gmm", data, n_components=20)
+    assert ae.get_config()["basis"] == "standardized" and ae.get_config()["reg_covar"] == 0.01
+
+
 def test_prior_refused_for_an_autoencoder(small_run, capsys):
     assert main(["sample", str(small_run.path), "--sampler", "prior", "--n", "4"]) == 1
     assert "VAE runs only" in capsys.readouterr().err

@@ -225,7 +225,7 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
 
                 train(configs[e], out / e.name, resume=states[e] == "resume", force=states[e] == "restart",
                       quiet=True, data=data, on_epoch=advance,
-                      log=lambda line: bar.write(line) if "warning" in line else None)
+                      log=lambda line: bar.write(line, file=sys.stderr) if "warning" in line else None)
                 credit[e] = epochs
                 bar.update(sum(credit.values()) - bar.n)
             bar.set_postfix_str(f"{e.name}: scoring")

@@ -115,16 +115,15 @@ def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0,
 
 
 BASES = ("standardized", "whitened")
-KEEP_VARIANCE = 0.995  # the share of the codes' variance a whitened basis keeps, as neural.py's
 
 
-def _whitened_axes(z, most):
+def _whitened_axes(z, most, keep_variance):
     """(p, a) the codes' leading principal axes, each times its std: the rows map unit-variance
-    coordinates back to codes. p: the fewest axes holding KEEP_VARIANCE, at most `most`."""
+    coordinates back to codes. p: the fewest axes holding `keep_variance`, at most `most`."""
     variances, axes = np.linalg.eigh(np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1]))
     variances, axes = np.clip(variances[::-1], 0, None), axes[:, ::-1].T
     share = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
-    p = int(min(np.searchsorted(share, KEEP_VARIANCE - 1e-12) + 1, most or len(share), len(share)))
+    p = int(min(np.searchsorted(share, keep_variance - 1e-12) + 1, most or len(share), len(share)))
     return axes[:p] * np.sqrt(np.maximum(variances[:p], np.finfo(float).tiny))[:, None]
 
 
@@ -164,6 +163,8 @@ class GMMSampler(Sampler):
         variance, as the neural samplers see them. The two differ for a VAE, whose
         posterior-collapsed dims carry almost no variance: standardizing blows them up to unit
         noise that takes the mixture's components.
+    keep_variance : float
+        With ``basis="whitened"``: the share of the codes' variance the kept axes hold, in (0, 1].
     random_state : int
     clip : {"observed", "none"}
     reg_covar : float
@@ -198,11 +199,14 @@ class GMMSampler(Sampler):
                       "active_dims_")
 
     def __init__(self, n_components=1000, random_state=0, clip="none", reg_covar=0.01, pca_dims=64,
-                 max_iter=1, basis="standardized"):
+                 max_iter=1, basis="standardized", keep_variance=0.995):
         super().__init__(clip=clip)
         if basis not in BASES:
             raise AelabError(f"basis={basis!r} must be one of {', '.join(BASES)}")
-        self.basis = basis
+        if not (isinstance(keep_variance, (int, float)) and not isinstance(keep_variance, bool)
+                and 0 < keep_variance <= 1):
+            raise AelabError(f"keep_variance={keep_variance!r} must be in (0, 1]")
+        self.basis, self.keep_variance = basis, keep_variance
         is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
         if n_components != "auto" and not (is_int and n_components >= 1):
             raise AelabError(f"n_components={n_components!r} must be a positive integer or 'auto'")
@@ -252,7 +256,7 @@ class GMMSampler(Sampler):
         """
         with tqdm(total=2, desc=f"fitting gmm on {len(z)} codes", unit="stage", leave=False) as bar:
             if self.basis == "whitened":
-                back = _whitened_axes(z, self.pca_dims)  # (p, a): unit-variance axes -> codes
+                back = _whitened_axes(z, self.pca_dims, self.keep_variance)  # (p, a): unit axes -> codes
                 u = (z - z.mean(0)) @ back.T / (back ** 2).sum(1)  # each axis's coordinate / its std
                 gmm = _fit_gmm(u, k, self.reg_covar, self.random_state, self.max_iter, bar)
                 self.pca_components_, self.pca_covariances_ = back, gmm.covariances_
@@ -309,4 +313,4 @@ class GMMSampler(Sampler):
 
 
 SAMPLERS.add("gmm", GMMSampler, "a Gaussian mixture fitted to the training codes (1000 components on 64 "
-             "principal components by default)")
+             "principal components by default; for a VAE 2500 on the axes that carry the variance)")
