@@ -21,7 +21,7 @@ import pytest
 from aelab.cli import main
 from aelab.presets import resolve_config
 from aelab.training import train
-from helpers_reliability import write_small_idx_dir
+from helpers_reliability import run_main, write_small_idx_dir
 
 COMMANDS = ["train", "sample", "explain", "evaluate", "report", "export"]
 
@@ -64,19 +64,6 @@ def command(name: str, run_dir: Path, root: Path) -> list[str]:
             "evaluate": ["evaluate", str(run_dir), "--n", "10"],
             "report": ["report", str(run_dir)],
             "export": ["export", str(run_dir), "--onnx", str(root / "onnx")]}[name]
-
-
-def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    """(exit code, non-empty stderr lines) of `aelab ARGV`, failing on any escaping exception."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    except BaseException as e:  # noqa: BLE001 - this is exactly what the test looks for
-        pytest.fail(f"aelab {' '.join(argv)} would print a traceback: {type(e).__name__}: {e}")
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, [line for line in err.splitlines() if line.strip()]
 
 
 def assert_one_error_line(argv, capsys, *words: str) -> str:

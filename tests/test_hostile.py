@@ -31,7 +31,7 @@ from aelab.checkpoint import load_checkpoint, save_checkpoint
 from aelab.cli import main
 from aelab.presets import resolve_config
 from aelab.training import train
-from helpers_reliability import write_small_idx_dir
+from helpers_reliability import run_main, write_small_idx_dir
 
 READERS = ["sample", "explain", "evaluate", "report", "export", "train"]
 
@@ -65,19 +65,6 @@ def command(name: str, run_dir: Path, out: Path) -> list[str]:
             "evaluate": ["evaluate", str(run_dir), "--n", "10", "--samplers", "gmm", "--components", "3"],
             "report": ["report", str(run_dir)],
             "export": ["export", str(run_dir), "--onnx", str(out / "onnx")]}[name]
-
-
-def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    """(exit code, non-empty stderr lines); an escaping exception fails the test."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    except BaseException as e:  # noqa: BLE001 - exactly what the test looks for
-        pytest.fail(f"aelab {' '.join(argv)} would print a traceback: {type(e).__name__}: {e}")
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, [line for line in err.splitlines() if line.strip()]
 
 
 def assert_refused(argv: list[str], capsys, *words: str) -> str:

@@ -87,3 +87,21 @@ def metric_epochs(run_dir: Path) -> list[int]:
     if not path.exists():
         return []
     return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """(exit code, non-empty stderr lines) of `aelab ARGV` in this process; an escaping exception
+    fails the test, as it would print a traceback."""
+    import pytest
+
+    from aelab.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:  # noqa: BLE001 - exactly what the tests look for
+        pytest.fail(f"aelab {' '.join(argv)} would print a traceback: {type(e).__name__}: {e}")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, [line for line in err.splitlines() if line.strip()]
