@@ -62,6 +62,26 @@ def test_a_vaes_gmm_models_the_axes_that_carry_the_variance(small_run, data, tmp
     assert ae.get_config()["basis"] == "standardized" and ae.get_config()["reg_covar"] == 0.01
 
 
+def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monkeypatch):
+    import aelab.samplers.fitting as fitting
+    from aelab.run import load_run
+
+    run = load_run(small_run.path)  # a fresh Run: nothing loaded yet
+    first = sample_codes(run, "gaussian", 8, seed=3, data=data)  # fitted (or loaded) once
+    loads = []
+    real_load = fitting.load_sampler
+    monkeypatch.setattr(fitting, "load_sampler", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    for _ in range(3):
+        assert torch.equal(sample_codes(run, "gaussian", 8, seed=3, data=data), first)
+    assert loads == []  # the explorer's every request: no file read, no revalidation
+    path = run.path / "samplers" / "gaussian.safetensors"
+    run.loaded_samplers["gaussian"][1].save(path)  # rewritten (a new file): read and checked again
+    assert torch.equal(sample_codes(run, "gaussian", 8, seed=3, data=data), first) and len(loads) == 1
+    path.write_bytes(b"garbage")  # damaged after loading: refused, never served from memory
+    with pytest.raises(Exception, match="delete it to fit the gaussian sampler again"):
+        sample_codes(run, "gaussian", 8, seed=3, data=data)
+
+
 def test_prior_refused_for_an_autoencoder(small_run, capsys):
     assert main(["sample", str(small_run.path), "--sampler", "prior", "--n", "4"]) == 1
     assert "VAE runs only" in capsys.readouterr().err

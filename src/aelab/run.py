@@ -51,6 +51,9 @@ class Run:
     device: torch.device
     data_info: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
+    # fitted samplers loaded from RUN_DIR/samplers/, by name: (file identity, sampler); reused
+    # while the file's inode, size and mtime stay the same (`samplers.fitting.fitted_sampler`)
+    loaded_samplers: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def latent_dim(self) -> int:

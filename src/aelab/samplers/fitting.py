@@ -119,11 +119,15 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     path = run.path / "samplers" / f"{name}.safetensors"
     check_inside(path, run.path)  # never read or write through a symlinked samplers/ folder
     if path.exists() or path.is_symlink():
+        known = run.loaded_samplers.get(name)
+        if known and known[0] == _identity(path) and known[1].get_config() == sampler.get_config():
+            return known[1]  # loaded and validated before, and the file has not changed since
         try:
             saved = load_sampler(path, latent_dim=run.latent_dim)
         except RunError as e:
             raise RunError(f"{e}; delete it to fit the {name} sampler again") from None
         if saved.get_config() == sampler.get_config():
+            run.loaded_samplers[name] = (_identity(path), saved)
             return saved
     if codes is None:
         codes = training_codes(run, data, preactivation=models_preactivation(run))[0]
@@ -134,9 +138,16 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     _log(f"aelab: fitted {name} in {time.perf_counter() - started:.1f} s")
     try:
         sampler.save(path)
+        run.loaded_samplers[name] = (_identity(path), sampler)
     except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
         print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
     return sampler
+
+
+def _identity(path) -> tuple[int, int, int, int]:
+    """What says a file is still the one loaded: device, inode, size, mtime (not following links)."""
+    st = path.lstat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | None = None,
