@@ -35,4 +35,4 @@ for run in dense-2 conv-2; do
   cp "$runs/compare/$run/explain/manifold.png" "$figs/compare-$run-manifold.png"
 done
 for f in mse fid cost; do cp "$runs/compare/compare-$f.png" "$figs/compare-$f.png"; done
-cp "$runs/rae/samples/gmm.png" "$figs/compare-rae-gmm.png"
+cp "$runs/rae/evaluation/gmm.png" "$figs/compare-rae-gmm.png"
