@@ -62,11 +62,14 @@ def test_a_vaes_gmm_models_the_axes_that_carry_the_variance(small_run, data, tmp
     assert ae.get_config()["basis"] == "standardized" and ae.get_config()["reg_covar"] == 0.01
 
 
-def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monkeypatch):
+def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monkeypatch, tmp_path):
+    import shutil
+
     import aelab.samplers.fitting as fitting
     from aelab.run import load_run
 
-    run = load_run(small_run.path)  # a fresh Run: nothing loaded yet
+    shutil.copytree(small_run.path, tmp_path / "run")  # damaged below: not the shared run
+    run = load_run(tmp_path / "run")  # a fresh Run: nothing loaded yet
     first = sample_codes(run, "gaussian", 8, seed=3, data=data)  # fitted (or loaded) once
     loads = []
     real_load = fitting.load_sampler

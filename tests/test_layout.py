@@ -141,7 +141,8 @@ def test_cli_sets_the_openmp_policy_only_for_itself_and_keeps_the_users():
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
     assert out.stdout.strip() == "ACTIVE", out.stderr
     # `train` leaves libgomp's default: `--threads auto` measures the step under it
-    train = code.replace("['report', '/nonexistent']", "['train', '--data-dir', '/nonexistent', '--out', '/nonexistent/x']")
+    train = code.replace("['report', '/nonexistent']",
+                         "['train', '--data-dir', '/nonexistent', '--out', '/nonexistent/x']")
     train = train.replace("os.environ['OMP_WAIT_POLICY']", "os.environ.get('OMP_WAIT_POLICY', 'unset')")
     out = subprocess.run([sys.executable, "-c", train], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "unset", out.stderr

@@ -29,8 +29,8 @@ from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
-COMPONENTS_HELP = ("gmm: mixture components (default 1000, on 64 principal components; for a VAE 2500, on the "
-                   "axes that hold 99.5%% of the code variance)")
+COMPONENTS_HELP = ("gmm: mixture components (default 1000, on 64 principal components; for a VAE 2500, "
+                   "on the axes that hold 99.5%% of the code variance)")
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
 MAX_COMPONENTS = 10_000
 MAX_EPOCHS, MAX_BATCH, MAX_LATENT, MAX_THREADS = 100_000, 65_536, 1024, 1024  # aelab.config's bounds
