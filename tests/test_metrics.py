@@ -1,6 +1,7 @@
 """Tests for aelab.metrics on the real MNIST subset (12,000 train, 10,000 official test)."""
 
 import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -68,6 +69,62 @@ def test_corrupt_cache_is_retrained(mnist, tmp_path):
         model, accuracy = load_or_train_classifier(small, tmp_path, epochs=1)
     assert 0 <= accuracy <= 1 and model(torch.zeros(2, 28, 28)).shape == (2, 10)
     assert weights.stat().st_size > 1000  # rewritten
+
+
+def _nan_weights(weights):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    state[next(iter(state))] = torch.full_like(state[next(iter(state))], float("nan"))
+    save_file(state, str(weights))
+
+
+def _weights_a_symlink(weights):
+    """The entry points at a valid weights file elsewhere: still refused (never followed)."""
+    elsewhere = weights.with_name("elsewhere.safetensors")
+    weights.rename(elsewhere)
+    weights.symlink_to(elsewhere)
+
+
+def _json_a_symlink(weights):
+    info = weights.with_suffix(".json")
+    info.unlink()
+    info.symlink_to("/etc/hostname")
+
+
+CACHE_DAMAGES = {
+    "NaN weights": _nan_weights,
+    "weights a symlink": _weights_a_symlink,
+    "weights a FIFO": lambda w: (w.unlink(), os.mkfifo(w)),
+    "accuracy not a number": lambda w: w.with_suffix(".json").write_text('{"test_accuracy": "high"}'),
+    "accuracy above 1": lambda w: w.with_suffix(".json").write_text('{"test_accuracy": 7}'),
+    "json nested deep": lambda w: w.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000),
+    "json a symlink": _json_a_symlink,
+}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGES)
+def test_a_damaged_or_hostile_cache_entry_is_retrained_never_followed(mnist, tmp_path, damage):
+    small = _tiny(mnist, "tiny")
+    load_or_train_classifier(small, tmp_path, epochs=1)
+    (weights,) = (tmp_path / "classifiers").glob("tiny-*.safetensors")
+    CACHE_DAMAGES[damage](weights)
+    with pytest.warns(UserWarning, match="retraining the classifier"):
+        model, accuracy = load_or_train_classifier(small, tmp_path, epochs=1)
+    assert 0 <= accuracy <= 1 and torch.isfinite(model(torch.zeros(2, 28, 28))).all()
+    assert weights.is_file() and not weights.is_symlink()  # written afresh, as a file of its own
+    assert load_or_train_classifier(small, tmp_path, epochs=1)[1] == accuracy  # and read back
+
+
+def test_a_symlinked_cache_folder_is_never_written_through(mnist, tmp_path):
+    small = _tiny(mnist, "tiny")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "classifiers").symlink_to(elsewhere)
+    with pytest.warns(UserWarning, match="not cached"):
+        _, accuracy = load_or_train_classifier(small, tmp_path / "cache", epochs=1)
+    assert 0 <= accuracy <= 1 and list(elsewhere.iterdir()) == []
 
 
 def test_cache_key_holds_the_training_recipe(mnist, tmp_path):

@@ -7,7 +7,7 @@ Its penultimate features are the FID feature space in `aelab.metrics`.
 """
 
 import hashlib
-import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -20,8 +20,19 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from aelab.checks import is_finite
 from aelab.data.images import to_float_images
-from aelab.files import atomic_write_bytes, write_json
+from aelab.errors import RunError
+from aelab.files import (
+    atomic_write_bytes,
+    check_inside,
+    check_regular_file,
+    parse_json,
+    read_inside,
+    write_json,
+)
+
+MAX_CACHE_BYTES = 64 * 2**20  # the classifier's weights are ~1.3 MB; its .json a few hundred bytes
 
 __all__ = ["DigitClassifier", "image_batch", "predict", "train_classifier", "load_or_train_classifier"]
 
@@ -135,17 +146,37 @@ def load_or_train_classifier(data, cache_dir=None, seed=0, epochs=3):
     key = hashlib.sha256(f"{digest} seed={seed} epochs={epochs}".encode()).hexdigest()
     weights = Path(cache_dir) / "classifiers" / f"{data.name}-{key[:12]}.safetensors"
     info = weights.with_suffix(".json")
-    if weights.exists() and info.exists():
+    if (weights.exists() or weights.is_symlink()) and (info.exists() or info.is_symlink()):
         try:
-            model = DigitClassifier()
-            model.load_state_dict(load_file(str(weights)))
-            return model.eval(), float(json.loads(info.read_text())["test_accuracy"])
-        except (OSError, SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            return _read_cache(weights, info, Path(cache_dir))
+        except (RunError, OSError, SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             warnings.warn(f"retraining the classifier: cannot read cache {weights} ({exc})")
     start = time.perf_counter()
     model, accuracy = train_classifier(data.train_images, data.train_labels, data.test_images,
                                        data.test_labels, seed=seed, epochs=epochs)
-    atomic_write_bytes(weights, save(model.state_dict()))
-    write_json(info, {"test_accuracy": accuracy, "seed": seed, "epochs": epochs, "train_sha256": digest,
-                      "train_seconds": round(time.perf_counter() - start, 1)})
+    try:
+        check_inside(weights.parent, cache_dir)  # never write through a symlinked classifiers/ folder
+        atomic_write_bytes(weights, save(model.state_dict()))
+        write_json(info, {"test_accuracy": accuracy, "seed": seed, "epochs": epochs,
+                          "train_sha256": digest, "train_seconds": round(time.perf_counter() - start, 1)})
+    except RunError as exc:  # a full, read-only or booby-trapped cache: the scores are still good
+        warnings.warn(f"the classifier is not cached ({exc})")
     return model, accuracy
+
+
+def _read_cache(weights: Path, info: Path, root: Path):
+    """(model, accuracy) from a cache entry, read as untrusted: regular files below `root` (no
+    symlink), bounded sizes, the network's own tensor names and shapes, finite weights, and an
+    accuracy in [0, 1]; anything else raises (RunError, or what safetensors and torch raise)."""
+    check_regular_file(weights, root, MAX_CACHE_BYTES, f"no classifier cache at {weights}")
+    record = parse_json(read_inside(info, root, MAX_CACHE_BYTES), info)
+    accuracy = record.get("test_accuracy") if isinstance(record, dict) else None
+    if not (isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
+            and math.isfinite(accuracy) and 0 <= accuracy <= 1):
+        raise RunError(f"{info}: test_accuracy={str(accuracy)[:40]!r} is not a share in [0, 1]")
+    state = load_file(str(weights))
+    if not all(t.is_floating_point() and is_finite(t) for t in state.values()):
+        raise RunError(f"{weights} holds weights that are not finite floats")
+    model = DigitClassifier()
+    model.load_state_dict(state)  # strict: the same names and shapes, else RuntimeError
+    return model.eval(), float(accuracy)
