@@ -46,6 +46,19 @@ def standardize_active(codes):
     return active, mean, std, (codes[:, active] - mean[active]) / std[active]
 
 
+def principal_axes(x):
+    """(variances (a,), axes (a, a)) of the covariance of x (n, a): rows of `axes` are the
+    principal axes in order of falling variance; variances clipped at 0."""
+    variances, axes = np.linalg.eigh(np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]))
+    return np.clip(variances[::-1], 0, None), axes[:, ::-1].T.copy()
+
+
+def axes_holding(variances, share):
+    """The fewest leading axes whose variances (falling order) hold `share` of their sum."""
+    held = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
+    return int(min(np.searchsorted(held, share - 1e-12) + 1, len(variances)))
+
+
 @contextmanager
 def cpu_threads():
     """Run a block on `aelab.engine.cpu_threads()` threads (torch, BLAS and OpenMP pools)."""

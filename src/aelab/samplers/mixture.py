@@ -9,7 +9,7 @@ import numpy as np
 
 from aelab.errors import AelabError
 
-from .base import check_codes, standardize_active
+from .base import axes_holding, check_codes, principal_axes, standardize_active
 
 __all__ = ["fit_gmm", "kmeans_start", "select_n_components", "whitened_axes"]
 
@@ -103,8 +103,6 @@ def select_n_components(codes, candidates=(1, 2, 5, 10, 20, 40), random_state=0,
 def whitened_axes(z, most, keep_variance):
     """(p, a) the codes' leading principal axes, each times its std: the rows map unit-variance
     coordinates back to codes. p: the fewest axes holding `keep_variance`, at most `most`."""
-    variances, axes = np.linalg.eigh(np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1]))
-    variances, axes = np.clip(variances[::-1], 0, None), axes[:, ::-1].T
-    share = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
-    p = int(min(np.searchsorted(share, keep_variance - 1e-12) + 1, most or len(share), len(share)))
+    variances, axes = principal_axes(z)
+    p = min(axes_holding(variances, keep_variance), most or len(variances))
     return axes[:p] * np.sqrt(np.maximum(variances[:p], np.finfo(float).tiny))[:, None]

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from aelab.errors import AelabError, RunError
 
-from .base import Sampler, standardize_active
+from .base import Sampler, axes_holding, principal_axes, standardize_active
 
 __all__ = ["NeuralSampler", "check_positive"]
 
@@ -115,9 +115,8 @@ class NeuralSampler(Sampler):
     def _fit(self, codes):
         active, mean, _, _ = standardize_active(codes)
         x = codes[:, active] - mean[active]                      # (n, a), centred
-        variances, axes = np.linalg.eigh(np.cov(x, rowvar=False).reshape(len(active), len(active)))
         self.active_dims_, self.mean_ = active, mean
-        self.components_, self.variances_ = axes[:, ::-1].T.copy(), np.clip(variances[::-1], 0, None)
+        self.variances_, self.components_ = principal_axes(x)
         self.history_ = []
         self._net, self.network_ = None, np.zeros(0, np.float32)
         if len(active):  # else every dim is constant and there is nothing to learn
@@ -128,8 +127,7 @@ class NeuralSampler(Sampler):
     @property
     def n_kept_(self):
         """How many principal axes the network models: the fewest that hold `keep_variance`."""
-        share = np.cumsum(self.variances_) / max(self.variances_.sum(), np.finfo(float).tiny)
-        return int(min(np.searchsorted(share, self.keep_variance - 1e-12) + 1, len(self.variances_)))
+        return axes_holding(self.variances_, self.keep_variance)
 
     def _kept_scale(self):
         """(k,) what the kept components are divided by: their std, or with ``_whiten = False``
