@@ -3,15 +3,13 @@ interruption, a folder with other settings refused; 2-d codes drawn as they are.
 
 import dataclasses
 import json
-import os
-import signal
 
 import pytest
 
-import aelab.training
 from aelab.compare import compare, grid_from_text
 from aelab.engine import Interrupted
 from aelab.errors import AelabError, RunError
+from helpers_reliability import interrupt_after_steps
 
 
 @pytest.fixture(scope="module")
@@ -22,28 +20,12 @@ def tiny(mnist):
                                test_labels=mnist.test_labels[:300])
 
 
-def _interrupt_after_steps(monkeypatch, n):
-    real_make = aelab.training.make_optimizer
-    steps = [0]
-
-    def make_optimizer(*args, **kwargs):
-        opt = real_make(*args, **kwargs)
-
-        def hook(*_):
-            steps[0] += 1
-            if steps[0] == n:
-                os.kill(os.getpid(), signal.SIGINT)
-        opt.register_step_post_hook(hook)
-        return opt
-    monkeypatch.setattr(aelab.training, "make_optimizer", make_optimizer)
-
-
 def test_compare_writes_its_tables_and_figures_and_continues_after_an_interruption(
         tmp_path, tiny, monkeypatch, capsys):
     grid = grid_from_text("dense-linear,conv-vae", "2,3")
     out = tmp_path / "cmp"
     # 9 steps per epoch: interrupt the 3rd run (conv-vae-2) in its 1st epoch, at step 4
-    _interrupt_after_steps(monkeypatch, 2 * 9 + 4)
+    interrupt_after_steps(monkeypatch, 2 * 9 + 4, across_runs=True)
     with pytest.raises(Interrupted, match="run the same aelab compare command to continue"):
         compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, command="test",
                 components=8)

@@ -31,6 +31,7 @@ from aelab.checkpoint import load_checkpoint, save_checkpoint
 from aelab.cli import main
 from aelab.errors import RunError
 from helpers_reliability import (
+    interrupt_after_steps,
     kill_hard,
     message_lines,
     metric_epochs,
@@ -165,19 +166,7 @@ def test_sigint_saves_a_checkpoint_and_says_how_to_resume(data_dir, uninterrupte
 
 def test_sigint_at_the_last_batch_of_an_epoch_still_saves_it(data_dir, tmp_path, monkeypatch, capsys):
     """Ctrl-C during step 47 of 47 of epoch 2: the checkpoint must hold epoch 2, as it says."""
-    real_make = aelab.training.make_optimizer
-
-    def make_optimizer(*args, **kwargs):
-        opt = real_make(*args, **kwargs)
-        steps = [0]
-
-        def hook(*_):
-            steps[0] += 1
-            if steps[0] == 94:  # the last batch of epoch 2
-                os.kill(os.getpid(), signal.SIGINT)
-        opt.register_step_post_hook(hook)
-        return opt
-    monkeypatch.setattr(aelab.training, "make_optimizer", make_optimizer)
+    interrupt_after_steps(monkeypatch, 94)  # the last batch of epoch 2
     out = tmp_path / "run"
     assert main(train_args(data_dir, out, checkpoint_minutes="10")) == 130
     assert "resume with" in one_line(capsys.readouterr().err)

@@ -4,19 +4,17 @@ byte-identical to one straight run."""
 
 import json
 import math
-import os
-import signal
 
 import pytest
 import torch
 
-import aelab.training
 from aelab.augment import random_shift
 from aelab.engine import Interrupted
 from aelab.presets import resolve_config
 from aelab.schedules import SCHEDULES, kl_weight, lr_factor
 from aelab.splits import Split, heldout_indices
 from aelab.training import train
+from helpers_reliability import interrupt_after_steps
 
 
 def test_schedules_are_pure_functions_of_the_step():
@@ -63,22 +61,6 @@ def test_the_validation_split_is_carved_from_training_images_and_fixed(small_mni
     assert resolve_config("compare").train.valid_fraction == pytest.approx(1 / 12)
 
 
-def _interrupt_at(monkeypatch, step):
-    real_make = aelab.training.make_optimizer
-
-    def make_optimizer(*args, **kwargs):
-        opt = real_make(*args, **kwargs)
-        steps = [0]
-
-        def hook(*_):
-            steps[0] += 1
-            if steps[0] == step:
-                os.kill(os.getpid(), signal.SIGINT)
-        opt.register_step_post_hook(hook)
-        return opt
-    monkeypatch.setattr(aelab.training, "make_optimizer", make_optimizer)
-
-
 def _records(path):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
             for line in (path / "metrics.jsonl").read_text().splitlines()]
@@ -93,7 +75,7 @@ def test_interrupted_and_resumed_is_byte_identical(tmp_path, small_mnist, monkey
     data = small_mnist
     whole = train(resolve_config("compare", cfg), tmp_path / "whole", data=data, quiet=True,
                   log=lambda s: None)
-    _interrupt_at(monkeypatch, 30)  # epoch 2 of 2 (22 steps per epoch on 2,750 images)
+    interrupt_after_steps(monkeypatch, 30)  # epoch 2 of 2 (22 steps per epoch on 2,750 images)
     with pytest.raises(Interrupted, match="epoch 2 at step 8"):
         train(resolve_config("compare", cfg), tmp_path / "split", data=data, quiet=True, log=lambda s: None)
     monkeypatch.undo()

@@ -105,3 +105,25 @@ def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, [line for line in err.splitlines() if line.strip()]
+
+
+def interrupt_after_steps(monkeypatch, n: int, across_runs: bool = False) -> None:
+    """Send this process SIGINT (Ctrl-C) right after optimizer step `n` of each training run that
+    `aelab.training.train` starts from now on, or with `across_runs` after the n-th step counted
+    over all of them (`aelab compare` trains several in one process)."""
+    import aelab.training
+
+    real_make = aelab.training.make_optimizer
+    total = [0]
+
+    def make_optimizer(*args, **kwargs):
+        opt = real_make(*args, **kwargs)
+        steps = total if across_runs else [0]
+
+        def hook(*_):
+            steps[0] += 1
+            if steps[0] == n:
+                os.kill(os.getpid(), signal.SIGINT)
+        opt.register_step_post_hook(hook)
+        return opt
+    monkeypatch.setattr(aelab.training, "make_optimizer", make_optimizer)
