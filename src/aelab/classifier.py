@@ -7,7 +7,6 @@ Its penultimate features are the FID feature space in `aelab.metrics`.
 """
 
 import hashlib
-import math
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from aelab.files import (
     read_inside,
     write_json,
 )
+from aelab.records import is_number
 
 MAX_CACHE_BYTES = 64 * 2**20  # the classifier's weights are ~1.3 MB; its .json a few hundred bytes
 
@@ -171,8 +171,7 @@ def _read_cache(weights: Path, info: Path, root: Path):
     check_regular_file(weights, root, MAX_CACHE_BYTES, f"no classifier cache at {weights}")
     record = parse_json(read_inside(info, root, MAX_CACHE_BYTES), info)
     accuracy = record.get("test_accuracy") if isinstance(record, dict) else None
-    if not (isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
-            and math.isfinite(accuracy) and 0 <= accuracy <= 1):
+    if not (is_number(accuracy) and 0 <= accuracy <= 1):
         raise RunError(f"{info}: test_accuracy={str(accuracy)[:40]!r} is not a share in [0, 1]")
     state = load_file(str(weights))
     if not all(t.is_floating_point() and is_finite(t) for t in state.values()):

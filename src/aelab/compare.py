@@ -137,13 +137,15 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
     from .metrics import frechet_distance, reconstruction_metrics
     from .run import load_run
     from .samplers import create_sampler
-    from .samplers.fitting import sample_codes
+    from .samplers.fitting import sample_codes, sampler_defaults
 
     run_dir = RunDir(run_path)
     sampler = "prior" if entry.kind == "vae" else "gmm"
     kwargs = {"n_components": components} if components and sampler == "gmm" else {}
     key = {"weights_sha256": _digest(run_dir.model), "n_samples": n_samples, "seed": seed, "sampler": sampler,
-           "sampler_config": create_sampler(sampler, **kwargs).get_config()}  # a new default scores again
+           # the settings fitted_sampler will use: a new default scores again
+           "sampler_config": create_sampler(sampler, **{**sampler_defaults(entry.kind, sampler), **kwargs})
+           .get_config()}
     cached = run_path / SCORES
     if cached.is_file():
         try:  # a cache: anything unreadable or stale is scored again

@@ -108,6 +108,13 @@ def read_inside(path: str | Path, root: str | Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
+def file_identity(path: str | Path) -> tuple[int, int, int, int]:
+    """What says a file is still the one read before: device, inode, size and mtime, of the path
+    itself (a symlink is not followed). An atomic rewrite changes the inode."""
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def check_inside(path: str | Path, root: str | Path) -> None:
     """Raise `RunError` unless `path` lies below `root` through real folders only (no symlinks)."""
     path, root = Path(path), Path(root)

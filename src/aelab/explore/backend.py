@@ -11,7 +11,6 @@ modules move, the imports below are the lines to change.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ import torch
 
 from aelab import load_run
 from aelab.errors import AelabError, RunError
+from aelab.files import file_identity
+from aelab.samplers.base import principal_axes
 from aelab.samplers.fitting import applicable_samplers, run_data
 
 from . import validate
@@ -44,7 +45,7 @@ class State:
 
     run: Any
     path: Path
-    weights_stat: tuple[int, int]
+    weights_stat: tuple[int, int, int, int]  # files.file_identity of model.safetensors
     samplers: list[str]
     train_images: np.ndarray   # uint8 (n, 28, 28)
     train_labels: np.ndarray
@@ -60,23 +61,19 @@ class State:
     fit_thread: Any = None
 
 
-def _weights_stat(path: Path) -> tuple[int, int]:
-    st = os.stat(path / "model.safetensors")
-    return st.st_mtime_ns, st.st_size
+def _weights_stat(path: Path) -> tuple[int, int, int, int]:
+    return file_identity(path / "model.safetensors")
 
 
 def _principal(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, top-k unit directions (k, d), their standard deviations and variance shares."""
     x = codes.astype(np.float64)
-    mean = x.mean(axis=0)
-    cov = np.cov(x - mean, rowvar=False).reshape(x.shape[1], x.shape[1])
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1][:k]
-    values, vectors = np.clip(values[order], 0, None), vectors[:, order].T
+    variances, axes = principal_axes(x)
+    values, vectors = variances[:k], axes[:k]
     signs = np.sign(vectors[np.arange(len(vectors)), np.abs(vectors).argmax(axis=1)])
     vectors *= np.where(signs == 0, 1, signs)[:, None]  # deterministic sign: largest entry positive
-    total = float(np.clip(np.linalg.eigvalsh(cov), 0, None).sum()) or 1.0
-    return mean, vectors, np.sqrt(values), values / total
+    total = float(variances.sum()) or 1.0
+    return x.mean(axis=0), vectors, np.sqrt(values), values / total
 
 
 def load_state(run_dir: str | Path, log: Callable[[str], None] = print) -> State:

@@ -26,7 +26,7 @@ import torch
 from aelab.checks import require_finite
 from aelab.data import ImageData, bundled_dir, load_dataset, load_split_files
 from aelab.errors import AelabError, RunError
-from aelab.files import check_inside
+from aelab.files import check_inside, file_identity
 
 from .fileformat import load_sampler
 from .registry import RECOMMENDED, create_sampler
@@ -48,9 +48,10 @@ NEEDS_FIT = ("gaussian", "gmm", "flow", "diffusion", "two-stage")
 VAE_GMM = {"basis": "whitened", "n_components": 2500, "reg_covar": 0.005}
 
 
-def sampler_defaults(run: Run, name: str) -> dict[str, Any]:
-    """Settings this run's sampler `name` gets unless the caller passes its own."""
-    return dict(VAE_GMM) if name == "gmm" and run.config.model.kind == "vae" else {}
+def sampler_defaults(kind: str, name: str) -> dict[str, Any]:
+    """Settings sampler `name` gets on a run of model kind `kind` ("ae", "vae") unless the caller
+    passes its own."""
+    return dict(VAE_GMM) if name == "gmm" and kind == "vae" else {}
 
 
 def applicable_samplers(run: Run, every: bool = False) -> list[str]:
@@ -113,21 +114,21 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     if name == "prior" and run.config.model.kind != "vae":
         raise AelabError("the prior sampler applies to VAE runs only; an autoencoder has no prior "
                          "(use gaussian or gmm)")
-    sampler = create_sampler(name, **{**sampler_defaults(run, name), **kwargs})
+    sampler = create_sampler(name, **{**sampler_defaults(run.config.model.kind, name), **kwargs})
     if name not in NEEDS_FIT:  # nothing to learn but the code size
         return sampler.fit(np.zeros((2, run.latent_dim), dtype=np.float32))
     path = run.path / "samplers" / f"{name}.safetensors"
     check_inside(path, run.path)  # never read or write through a symlinked samplers/ folder
     if path.exists() or path.is_symlink():
         known = run.loaded_samplers.get(name)
-        if known and known[0] == _identity(path) and known[1].get_config() == sampler.get_config():
+        if known and known[0] == file_identity(path) and known[1].get_config() == sampler.get_config():
             return known[1]  # loaded and validated before, and the file has not changed since
         try:
             saved = load_sampler(path, latent_dim=run.latent_dim)
         except RunError as e:
             raise RunError(f"{e}; delete it to fit the {name} sampler again") from None
         if saved.get_config() == sampler.get_config():
-            run.loaded_samplers[name] = (_identity(path), saved)
+            run.loaded_samplers[name] = (file_identity(path), saved)
             return saved
     if codes is None:
         codes = training_codes(run, data, preactivation=models_preactivation(run))[0]
@@ -138,16 +139,10 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     _log(f"aelab: fitted {name} in {time.perf_counter() - started:.1f} s")
     try:
         sampler.save(path)
-        run.loaded_samplers[name] = (_identity(path), sampler)
+        run.loaded_samplers[name] = (file_identity(path), sampler)
     except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
         print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
     return sampler
-
-
-def _identity(path) -> tuple[int, int, int, int]:
-    """What says a file is still the one loaded: device, inode, size, mtime (not following links)."""
-    st = path.lstat()
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | None = None,
