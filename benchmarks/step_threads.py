@@ -1,4 +1,5 @@
-"""One training step of the seed model: autograd vs the hand-written step, by CPU thread setting.
+"""One training step of the seed model: autograd vs the hand-written step (with torch's and with
+oneDNN's matrix products, aelab.matmul), by CPU thread setting.
 
     python benchmarks/step_threads.py            # idle machine
     python benchmarks/step_threads.py --busy     # with one busy-looping process beside it
@@ -43,10 +44,10 @@ def child(step_kind: str, threads: int, profile: bool = False) -> float:
     model = Autoencoder()
     optimizer = make_optimizer(model, 1e-3, torch.device("cpu"))
     x = torch.rand(128, 784)
-    hand = DenseStep(model)
+    hand = DenseStep(model, "onednn" if step_kind == "onednn" else "torch")
 
     def step() -> None:
-        if step_kind == "hand":
+        if step_kind != "autograd":
             hand(x)
         else:
             loss, _ = model.loss(x)
@@ -97,19 +98,23 @@ def main() -> None:
         kind, threads = json.loads(args.child)
         print(child(kind, threads))
         return
+    from aelab.matmul import available
+
     burner = multiprocessing.Process(target=_burn, daemon=True) if args.busy else None
     if burner:
         burner.start()
     try:
         print(f"ms per step, batch 128, seed model{' (one busy process beside it)' if args.busy else ''}")
-        print("| setting | autograd | hand-written |\n|---|---:|---:|")
+        kinds = ["autograd", "hand"] + (["onednn"] if available("onednn") else [])
+        print("| setting | autograd | hand-written, torch matmul | hand-written, onednn matmul |\n"
+              "|---|---:|---:|---:|")
         for label, threads, env in SETTINGS:
             env = {k: v for k, v in os.environ.items()
                    if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
             ms = [float(subprocess.run([sys.executable, __file__, "--child", json.dumps([kind, threads])],
                                        env=env, capture_output=True, text=True, check=True).stdout)
-                  for kind in ("autograd", "hand")]
-            print(f"| {label} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
+                  for kind in kinds]
+            print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in ms) + " |", flush=True)
     finally:
         if burner:
             burner.terminate()

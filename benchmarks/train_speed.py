@@ -59,6 +59,7 @@ import aelab
 from aelab.cli import wait_policy
 from aelab.data import ImageData, load_dataset
 from aelab.engine import evaluate_loss
+from aelab.matmul import MATMULS, available_backends
 from aelab.models import create_model
 from aelab.presets import resolve_config
 from aelab.threads import candidates
@@ -108,29 +109,50 @@ def gemm_flops(shapes: list[tuple[int, int]], n_train: int, n_valid: int) -> dic
             "forward_per_image": fwd, "backward_per_image": bwd}
 
 
-def time_mm(a: torch.Tensor, b: torch.Tensor, block_seconds: float, blocks: int) -> tuple[float, float]:
-    """Median (wall, CPU) seconds of one `torch.mm(a, b)`, timed in blocks of calls."""
+def time_call(fn: Any, device: torch.device, block_seconds: float, blocks: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of one `fn()`, timed in blocks of calls."""
     for _ in range(3):
-        torch.mm(a, b)
-    clock, calls = Clock(a.device), 0
+        fn()
+    clock, calls = Clock(device), 0
     while clock.read()[0] < block_seconds / 4 or calls < 3:
-        torch.mm(a, b)
+        fn()
         calls += 1
     per_block = max(3, 4 * calls)
     walls, cpus = [], []
     for _ in range(blocks):
-        clock = Clock(a.device)
+        clock = Clock(device)
         for _ in range(per_block):
-            torch.mm(a, b)
+            fn()
         wall, cpu = clock.read()
         walls.append(wall / per_block)
         cpus.append(cpu / per_block)
     return statistics.median(walls), statistics.median(cpus)
 
 
+def floor_backends(device: torch.device, dtype: torch.dtype) -> list[str]:
+    """The GEMM implementations the floor times: torch.mm, and on CPU in fp32 every other backend of
+    aelab.matmul this build runs (oneDNN: 2x MKL's speed on an AMD EPYC), so that no product aelab
+    or the loop could call beats the floor."""
+    if device.type != "cpu" or dtype != torch.float32:
+        return ["torch"]
+    return available_backends()
+
+
+def _gemm_calls(backend: str, x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> dict[str, Any]:
+    """An epoch's three GEMMs of one layer as zero-argument calls, in the layouts autograd uses."""
+    if backend == "torch":
+        return {"forward": lambda: torch.mm(x, w.t()), "grad_weight": lambda: torch.mm(g.t(), x),
+                "grad_input": lambda: torch.mm(g, w)}
+    products = MATMULS.get(backend)
+    return {"forward": lambda: products.linear(x, w, None),
+            "grad_weight": lambda: products.grad_weight(g, x),
+            "grad_input": lambda: products.grad_input(g, w)}
+
+
 def measure_floor(shapes: list[tuple[int, int]], batches: list[int], n_train: int, n_valid: int,
                   device: torch.device, dtype: torch.dtype, block_seconds: float, blocks: int) -> list[dict]:
-    """One row per GEMM of an epoch: its shape, how often an epoch calls it, wall and CPU seconds.
+    """One row per GEMM of an epoch and backend: its shape, how often an epoch calls it, wall and
+    CPU seconds.
 
     The operands have the layouts autograd uses for `nn.Linear` (weight W of shape (o, i)):
     forward x @ W.T, input gradient g @ W, weight gradient g.T @ x. The validation pass is the
@@ -145,24 +167,27 @@ def measure_floor(shapes: list[tuple[int, int]], batches: list[int], n_train: in
     for part, batch, n in [("valid", VALID_BATCH, n_valid)] + [("train", b, n_train) for b in batches]:
         for k, (i, o) in enumerate(shapes):
             w, x, g = rand(o, i), rand(batch, i), rand(batch, o)
-            ops = {"forward": (x, w.t())}
-            if part == "train":
-                ops["grad_weight"] = (g.t(), x)
-                if k > 0:
-                    ops["grad_input"] = (g, w)
-            for op, (a, b) in ops.items():
-                wall, cpu = time_mm(a, b, block_seconds, blocks)
-                rows.append({"part": part, "batch": batch, "layer": k, "op": op, "in": i, "out": o,
-                             "calls": n / batch, "seconds": wall, "cpu_seconds": cpu,
-                             "gflops": 2 * batch * i * o / wall / 1e9})
+            backward = ["grad_weight"] + (["grad_input"] if k > 0 else [])
+            ops = ["forward"] + (backward if part == "train" else [])
+            for backend in floor_backends(device, dtype):
+                calls = _gemm_calls(backend, x, w, g)
+                for op in ops:
+                    wall, cpu = time_call(calls[op], device, block_seconds, blocks)
+                    rows.append({"part": part, "batch": batch, "layer": k, "op": op, "in": i, "out": o,
+                                 "backend": backend, "calls": n / batch, "seconds": wall,
+                                 "cpu_seconds": cpu, "gflops": 2 * batch * i * o / wall / 1e9})
     return rows
 
 
-def combine_floor(floors: list[dict], part: str, batch: int = 128, key: str = "seconds") -> float:
-    """Seconds per epoch of `part` when every GEMM runs as fast as its best measured setting."""
+def combine_floor(floors: list[dict], part: str, batch: int = 128, key: str = "seconds",
+                  backend: str | None = None) -> float:
+    """Seconds per epoch of `part` when every GEMM runs as fast as its best measured setting and
+    backend (only `backend`'s rows when given)."""
     best: dict[tuple, float] = {}
     for f in floors:
         for r in f["rows"]:
+            if backend is not None and r.get("backend", "torch") != backend:
+                continue
             if r["part"] == part and (part == "valid" or r["batch"] == batch):
                 k = (r["batch"], r["layer"], r["op"])
                 best[k] = min(best.get(k, float("inf")), r[key] * r["calls"])
@@ -285,6 +310,7 @@ def aelab_training(data: ImageData, epochs: int, seed: int, device: torch.device
         evaluate_loss(model, valid_u8)
         valid.append(clock.read()[0])
     return {"epochs": records, "valid_mse": records[-1]["valid_mse"], "threads_chosen": threads.get("chosen"),
+            "matmul_chosen": threads.get("matmul"),
             "threads_info": threads, "with_io_seconds": with_io, "with_io_cpu_seconds": with_io_cpu,
             "io_seconds": [w - r["seconds"] for w, r in zip(with_io, records[1:])],
             "valid_seconds": statistics.median(valid)}
@@ -362,6 +388,8 @@ def child(spec: dict) -> dict:
         overrides = dict(spec.get("overrides", {}))
         if spec.get("threads") is not None:
             overrides["threads"] = spec["threads"]
+        if spec.get("matmul"):
+            overrides["matmul"] = spec["matmul"]
         out.update(aelab_training(data, spec["epochs"], spec["seed"], device, spec["batch_size"], overrides))
     train_peak = _proc_status_mb("VmHWM")
     if train_peak is None:  # not Linux: the whole process's peak
@@ -486,6 +514,7 @@ def settings(args: argparse.Namespace) -> list[dict]:
     rows = [{"kind": "aelab", "threads": n, "policy": ours} for n in axis]
     rows.append({"kind": "aelab", "threads": "auto", "policy": ours})
     if not args.quick:
+        rows.append({"kind": "aelab", "threads": "auto", "policy": ours, "matmul": "torch"})  # before oneDNN
         rows.append({"kind": "aelab", "threads": "auto", "policy": other})
     loop_axis = sorted(set(axis) | {torch.get_num_threads()}) if not args.quick else [torch.get_num_threads()]
     rows += [{"kind": "baseline", "threads": n, "policy": loop_policy} for n in loop_axis]
@@ -503,8 +532,9 @@ def runs_in(condition: str, row: dict, args: argparse.Namespace) -> bool:
 
 
 def key(row: dict) -> str:
-    """A row's name in the results: kind, threads, policy."""
-    return f"{row['kind']} threads={row['threads']} policy={row['policy']}"
+    """A row's name in the results: kind, threads, policy (and aelab's matmul when the row fixes it)."""
+    matmul = f" matmul={row['matmul']}" if row.get("matmul") else ""
+    return f"{row['kind']} threads={row['threads']} policy={row['policy']}{matmul}"
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -539,7 +569,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     for r in range(len(res["floor"]), args.repeats):
         for condition in conditions:
             todo = [row for row in rows if runs_in(condition, row, args)]
-            names = [f"{row['kind']} {row['threads'] or 'default'} ({row['policy']})" for row in todo]
+            names = [f"{row['kind']} {row['threads'] or 'default'}"
+                     f"{' ' + row['matmul'] if row.get('matmul') else ''} ({row['policy']})" for row in todo]
             _say(f"repeat {r + 1}/{args.repeats}, {condition}: "
                  + ("floor, " if condition == "idle" else "") + ", ".join(names))
             with BusyProcess() if condition == "busy" else nullcontext():
@@ -548,7 +579,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                 for row in todo:
                     spec = {**common, "kind": row["kind"], "n_train": n_train, "epochs": args.epochs,
                             "seed": r, "batch_size": 128, "threads": row["threads"],
-                            "paired": not args.unpaired, "env": _policy_env(row["policy"])}
+                            "paired": not args.unpaired, "env": _policy_env(row["policy"]),
+                            "matmul": row.get("matmul")}
                     res["runs"][condition][key(row)].append(run_child(spec))
         for v in args.variants:
             run = {**common, "n_train": n_train, "epochs": args.epochs, "seed": r, "batch_size": 128,
@@ -578,8 +610,9 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _epoch_floor(floors: list[dict], key: str = "seconds") -> float:
-    return combine_floor(floors, "train", 128, key) + combine_floor(floors, "valid", key=key)
+def _epoch_floor(floors: list[dict], key: str = "seconds", backend: str | None = None) -> float:
+    return (combine_floor(floors, "train", 128, key, backend)
+            + combine_floor(floors, "valid", key=key, backend=backend))
 
 
 def _epoch_s(runs: list[dict], key: str = "seconds") -> float:
@@ -603,10 +636,12 @@ def summarize(res: dict) -> dict:
          "mse_differences": [a["valid_mse"] / b["valid_mse"] - 1 for a, b in zip(ae, base)],
          "aelab_rss_mb": _median([a["peak_rss_mb"] for a in ae]),
          "baseline_rss_mb": _median([b["peak_rss_mb"] for b in base]),
-         "auto_chose": {c: [r.get("threads_chosen") for r in res["runs"][c][res["main"]]]
+         "auto_chose": {c: [_setting(r) for r in res["runs"][c][res["main"]]]
                         for c in res["conditions"]},
          "auto_probe_s": _median([r["threads_info"].get("seconds", 0.0) for r in ae])}
     s["aelab_with_io_s"] = s["aelab_s"] + s["aelab_io_s"]
+    s["floor_by_backend"] = {b: _median([_epoch_floor(f, backend=b) for f in floors])
+                             for b in dict.fromkeys(r.get("backend", "torch") for r in floors[0][0]["rows"])}
     s["aelab_over_floor"] = s["aelab_s"] / s["floor_s"]
     s["aelab_over_baseline"] = s["aelab_s"] / s["baseline_s"]
     s["mse_difference"] = _median(s["mse_differences"])
@@ -618,7 +653,7 @@ def summarize(res: dict) -> dict:
         [w for r in runs for w in r.get("with_io_cpu_seconds", [])] or
         [e["cpu_seconds"] for r in runs for e in r["epochs"] if "cpu_seconds" in e]),
         "mse": _median([r["valid_mse"] for r in runs]),
-        "chosen": [r.get("threads_chosen") for r in runs]} for k, runs in res["runs"][c].items()}
+        "chosen": [_setting(r) for r in runs]} for k, runs in res["runs"][c].items()}
         for c in res["conditions"]}
     idle = s["rows"]["idle"]
     loops = [v["s"] for k, v in idle.items() if k.startswith("baseline")]
@@ -668,8 +703,14 @@ def _label(row: dict, res: dict) -> str:
         return f"the tutorial's loop, {count}{default}, {policy}"
     if row["threads"] is None:
         return f"aelab, seed preset, {policy}"
-    flag = f"`--threads {row['threads']}`"
+    flag = f"`--threads {row['threads']}" + (f" --matmul {row['matmul']}`" if row.get("matmul") else "`")
     return f"aelab {flag}, {policy}" + (" (what `aelab train` does)" if key(row) == res["main"] else "")
+
+
+def _setting(run: dict) -> str | None:
+    """What an aelab run trained on: "2 onednn" (threads, matmul backend); the loop's count alone."""
+    n, backend = run.get("threads_chosen"), run.get("matmul_chosen")
+    return None if n is None else f"{n} {backend}" if backend else str(n)
 
 
 def _chosen(values: list) -> str:
@@ -686,8 +727,8 @@ def markdown(res: dict, s: dict) -> str:
     lines = [f"{n:,} training and {res['n_valid']:,} validation images ({a['data']}), device {a['device']}; "
              f"{a['repeats']} repeats of {a['epochs']} epochs, medians; an epoch is train + validation"
              + ("; 'busy': beside one process running a one-thread matmul loop" if busy else "") + ".", "",
-             "| | s / epoch | x floor | CPU s / epoch | valid MSE | peak RSS MB | threads used"
-             + (" | busy: s / epoch | busy: threads used |" if busy else " |"),
+             "| | s / epoch | x floor | CPU s / epoch | valid MSE | peak RSS MB | threads, matmul used"
+             + (" | busy: s / epoch | busy: threads, matmul used |" if busy else " |"),
              "|---|---:|---:|---:|---:|---:|---:" + ("|---:|---:|" if busy else "|"),
              f"| compute floor: {s['train_gflop']:.0f} + {s['valid_gflop']:.0f} GFLOP, each GEMM at its "
              f"fastest measured setting | {_f(floor)} | 1.00 | {_f(floor_cpu)} | | | |"
@@ -725,7 +766,8 @@ def markdown(res: dict, s: dict) -> str:
               + f". `auto` chose {'; '.join(f'{c}: {_chosen(v)}' for c, v in s['auto_chose'].items())} "
               f"threads, measuring for {_f(s['auto_probe_s'])} s at the start of each run (not in the epoch "
               f"times). Figure + checkpoint {_f(s['aelab_io_s'])} s per epoch. Floor by thread setting: "
-              f"{floor_line}.", ""]
+              f"{floor_line}; by GEMM backend (each at its fastest thread setting): "
+              + ", ".join(f"{b} {v:.2f} s" for b, v in s["floor_by_backend"].items()) + ".", ""]
     if "cuda_peak_mb" in res["aelab"][0]:
         lines += [f"GPU memory peak (torch.cuda.max_memory_allocated): aelab "
                   f"{_median([r['cuda_peak_mb'] for r in res['aelab']]):.0f} MB, baseline "
@@ -761,7 +803,8 @@ def scaling_table(res: dict, s: dict) -> list[str]:
         cpu = (r["with_io_cpu_seconds"] or [float("nan")])[-1]
         train_s = epoch - r["valid_seconds"]
         train_floor = combine_floor(res["scaling_floor"], "train", r["batch_size"]) * r["n_train"] / n
-        lines.append(f"| {r['n_train']:,} | {r['batch_size']} | {r.get('threads_chosen') or ''} "
+        used = r["threads_chosen"] if isinstance(r.get("threads_chosen"), str) else _setting(r) or ""
+        lines.append(f"| {r['n_train']:,} | {r['batch_size']} | {used} "
                      f"| {_f(epoch)} | {_f(cpu)} "
                      f"| {_f(r['valid_seconds'])} | {_f(1e6 * train_s / r['n_train'], 1)} "
                      f"| {_f(train_floor)} | {_f(train_s / train_floor)} "

@@ -45,3 +45,6 @@ def _offline(monkeypatch, tmp_path_factory):
     # shared machine; tests that compare two runs need one count: at most $OMP_NUM_THREADS, here 1.
     # tests/test_threads.py lifts it where it tests auto itself.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # likewise `--matmul auto` may choose either backend of aelab.matmul: here torch's, which every
+    # build has (tests/test_threads.py and tests/test_matmul.py lift it)
+    monkeypatch.setenv("AELAB_MATMUL", "torch")

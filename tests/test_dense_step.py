@@ -1,4 +1,5 @@
-"""The hand-written dense step computes what autograd computes, on real MNIST batches."""
+"""The hand-written dense step computes what autograd computes, on real MNIST batches, with each
+matmul backend (aelab.matmul)."""
 
 import copy
 
@@ -8,9 +9,13 @@ import torch
 from aelab.config import ModelConfig
 from aelab.dense_step import DenseStep, supports
 from aelab.engine import make_optimizer, to_float_batch
+from aelab.matmul import MATMULS, available
 from aelab.models import Autoencoder, create_model
 from aelab.presets import resolve_config
 from aelab.training import train
+
+BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(not available(name), reason=f"no {name} here"))
+            for name in MATMULS.names()]
 
 
 def _batch(mnist, n, start=0):
@@ -19,7 +24,8 @@ def _batch(mnist, n, start=0):
 
 @pytest.mark.parametrize("output_activation", ["relu", "none"])
 @pytest.mark.parametrize("n", [128, 37])
-def test_loss_gradients_and_running_stats_match_autograd(mnist, output_activation, n):
+@pytest.mark.parametrize("matmul", BACKENDS)
+def test_loss_gradients_and_running_stats_match_autograd(mnist, output_activation, n, matmul):
     torch.manual_seed(0)
     reference = Autoencoder(output_activation=output_activation)
     model = copy.deepcopy(reference)
@@ -27,26 +33,32 @@ def test_loss_gradients_and_running_stats_match_autograd(mnist, output_activatio
 
     loss, parts = reference.loss(x)
     loss.backward()
-    hand_loss, hand_parts = DenseStep(model)(x)
+    hand_loss, hand_parts = DenseStep(model, matmul)(x)
 
     assert hand_loss.item() == pytest.approx(loss.item(), rel=1e-5)
     assert hand_parts["mse"].item() == pytest.approx(parts["mse"].item(), rel=1e-5)
-    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+    params = dict(reference.named_parameters())
+    for (name, p), q in zip(params.items(), model.parameters()):
+        assert q.grad.is_contiguous() and q.grad.shape == q.shape
+        if name.endswith(".0.bias"):  # a Linear's bias before BatchNorm: 0 up to rounding, in both
+            weight_scale = params[name.replace(".bias", ".weight")].grad.abs().max()
+            assert max(p.grad.abs().max(), q.grad.abs().max()) <= 1e-5 * weight_scale, name
+            continue
         scale = p.grad.abs().max()
         assert scale > 0, name
         assert (p.grad - q.grad).abs().max() <= 1e-5 * scale, name
-        assert q.grad.is_contiguous() and q.grad.shape == q.shape
     for (name, a), b in zip(reference.named_buffers(), model.buffers()):
         assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-7), name
 
 
-def test_fifty_adam_steps_follow_the_autograd_path(mnist):
+@pytest.mark.parametrize("matmul", BACKENDS)
+def test_fifty_adam_steps_follow_the_autograd_path(mnist, matmul):
     torch.manual_seed(0)
     reference = Autoencoder()
     model = copy.deepcopy(reference)
     opt_ref = make_optimizer(reference, 1e-3, torch.device("cpu"))
     opt = make_optimizer(model, 1e-3, torch.device("cpu"))
-    step = DenseStep(model)
+    step = DenseStep(model, matmul)
     losses_ref, losses = [], []
     for i in range(50):
         x = _batch(mnist, 128, 128 * i)
@@ -58,11 +70,18 @@ def test_fifty_adam_steps_follow_the_autograd_path(mnist):
         losses.append(step(x)[0].item())
         opt.step()
     assert losses[-1] < 0.5 * losses[0]  # it learns
-    assert losses == pytest.approx(losses_ref, rel=1e-3)
+    # torch's products are autograd's own kernels; oneDNN's round differently, and Adam amplifies
+    # that as it does a change of thread count (torch on 1 vs 2 threads: 1.1% apart here, oneDNN 2.2%)
+    # (the Linear biases before BatchNorm, whose gradients are rounding alone, drift apart most)
+    rel = 1e-3 if matmul == "torch" else 3e-2
+    assert losses == pytest.approx(losses_ref, rel=rel)
     with torch.no_grad():
         x = to_float_batch(mnist.test_images[:500])
         reference.eval(), model.eval()
-        assert torch.allclose(model(x), reference(x), atol=1e-3)
+        if matmul == "torch":
+            assert torch.allclose(model(x), reference(x), atol=1e-3)
+        test_mse = [torch.mean((m(x) - x) ** 2).item() for m in (model, reference)]
+        assert test_mse[0] == pytest.approx(test_mse[1], rel=rel)
 
 
 def test_only_the_plain_dense_autoencoder_is_supported():
@@ -85,11 +104,14 @@ def test_only_the_plain_dense_autoencoder_is_supported():
         DenseStep(Custom())
 
 
-def test_training_with_the_hand_written_step_matches_autograd(tmp_path, small_mnist, monkeypatch):
-    cfg = resolve_config("seed", {"epochs": 2, "seed": 3, "device": "cpu"})
+@pytest.mark.parametrize("matmul", BACKENDS)
+def test_training_with_the_hand_written_step_matches_autograd(tmp_path, small_mnist, monkeypatch, matmul):
+    cfg = resolve_config("seed", {"epochs": 2, "seed": 3, "device": "cpu", "matmul": matmul})
     hand = train(cfg, tmp_path / "hand", data=small_mnist, quiet=True, log=lambda line: None)
     monkeypatch.setattr("aelab.dense_step.supports", lambda model: False)
+    cfg.train.matmul = "torch"  # autograd's products
     auto = train(cfg, tmp_path / "auto", data=small_mnist, quiet=True, log=lambda line: None)
+    assert hand.config.train.matmul_chosen == matmul
     for a, b in zip(hand.metrics, auto.metrics):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
         assert a["valid_mse"] == pytest.approx(b["valid_mse"], rel=1e-2)

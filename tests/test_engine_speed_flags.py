@@ -6,6 +6,7 @@ benchmark run (benchmarks/train_speed.py, results in benchmarks/README.md).
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from aelab.matmul import available_backends
 from aelab.presets import resolve_config
 from aelab.training import train
 
@@ -45,7 +47,10 @@ def test_benchmark_quick_mode_writes_its_results(tmp_path):
     assert {r["batch_size"] for r in res["scaling"]} == {64, 128}
     # the threads axis, idle and beside a busy process, and auto's recorded choice
     assert set(res["conditions"]) == {"idle", "busy"} and s["busy_auto_over_one"] > 0
-    assert all(isinstance(n, int) and n >= 1 for c in s["auto_chose"].values() for n in c)
+    # "1 torch": threads and matmul backend (conftest's AELAB_MATMUL=torch reaches the children)
+    assert all(re.fullmatch(r"[1-9][0-9]* torch", setting) for c in s["auto_chose"].values() for setting in c)
+    floors = s["floor_by_backend"]  # the floor times every backend this build runs, and takes the fastest
+    assert set(floors) == set(available_backends()) and s["floor_s"] <= min(floors.values()) * 1.0001
     assert "aelab `auto` / the loop" in proc.stdout and "| the tutorial's loop, " in proc.stdout
     assert "beside a busy process `auto` / one thread" in proc.stdout
 

@@ -1,8 +1,10 @@
-"""`--threads auto|N`: auto measures and records its choice; a rerun with that N and a resume give
-byte-identical weights; both training steps (hand-written and autograd) run on the count.
+"""`--threads auto|N` and `--matmul auto|NAME`: auto measures and records its choice; a rerun with
+that setting and a resume give byte-identical weights; both training steps (hand-written and
+autograd) run on the count.
 
 No timings are asserted: what auto chooses depends on the machine and its load. conftest.py caps
-auto at OMP_NUM_THREADS=1 for every other test; the tests here lift the cap where they test auto.
+auto at OMP_NUM_THREADS=1 and AELAB_MATMUL=torch for every other test; the tests here lift the
+caps where they test auto.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aelab.config import config_from_dict
 from aelab.dense_step import DenseStep
 from aelab.engine import make_optimizer
 from aelab.errors import AelabError
+from aelab.matmul import available_backends
 from aelab.models import Autoencoder, DenseVAE
 from aelab.presets import resolve_config
 from aelab.training import train
@@ -47,41 +50,61 @@ def _saved(run: Path) -> dict:
 
 def test_auto_measures_records_its_choice_and_its_count_reproduces_the_run(tmp_path, data_dir, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("AELAB_MATMUL")
     lines: list[str] = []
     auto = _train(tmp_path / "auto", data_dir, lines)
     saved = _saved(auto)
     chosen = saved["config"]["train"]["threads_chosen"]
-    assert saved["config"]["train"]["threads"] == "auto"  # the request stays visible
+    backend = saved["config"]["train"]["matmul_chosen"]
+    assert saved["config"]["train"]["threads"] == saved["config"]["train"]["matmul"] == "auto"
     assert saved["threads"]["requested"] == "auto" and saved["threads"]["chosen"] == chosen
+    assert saved["threads"]["matmul"] == backend
     counts = threads.candidates(threads.available_cores())
-    assert chosen in counts
+    backends = available_backends()
+    assert chosen in counts and backend in backends
     said = [line for line in lines if line.startswith("aelab: threads: auto")]
-    assert len(said) == (len(counts) > 1), lines
-    if len(counts) > 1:  # measured: every candidate, each a positive time, and one line says so
-        assert sorted(map(int, saved["threads"]["step_ms"])) == counts
-        assert all(ms > 0 for ms in saved["threads"]["step_ms"].values())
-        assert f"auto chose {chosen} " in said[0] and "ms per training step" in said[0]
-    # the measurement ran on a copy, on a forked RNG: `--threads N` with its N is the same run
-    explicit = _train(tmp_path / "explicit", data_dir, threads=chosen)
+    measured = len(counts) * len(backends) > 1
+    assert len(said) == measured, lines
+    if measured:  # every setting, each a positive time, and one line says so
+        step_ms = saved["threads"]["step_ms"]
+        assert sorted(step_ms) == sorted(backends)
+        assert all(sorted(map(int, step_ms[b])) == counts for b in backends)
+        assert all(ms > 0 for b in backends for ms in step_ms[b].values())
+        assert f"auto chose {threads.describe((chosen, backend))} " in said[0]
+        assert "ms per training step" in said[0]
+    # the measurement ran on a copy, on a forked RNG: `--threads N --matmul M` is the same run
+    explicit = _train(tmp_path / "explicit", data_dir, threads=chosen, matmul=backend)
     assert _saved(explicit)["config"]["train"]["threads_chosen"] == chosen
+    assert _saved(explicit)["config"]["train"]["matmul_chosen"] == backend
     assert (auto / "model.safetensors").read_bytes() == (explicit / "model.safetensors").read_bytes()
     assert (auto / "checkpoint.safetensors").is_file()
 
 
-def test_resume_reuses_the_recorded_count_byte_identically(tmp_path, data_dir, monkeypatch):
-    """The split run measures with 2 cores allowed and picks the most threads; it resumes with the
-    cap at 1 and must still train on the recorded count, without measuring again."""
+def _most(step_ms):
+    """The setting with the most threads, oneDNN where this build has it (not what auto picks)."""
+    return max(step_ms, key=lambda s: (s[0], s[1] == "onednn"))
+
+
+def test_resume_reuses_the_recorded_setting_byte_identically(tmp_path, data_dir, monkeypatch):
+    """The split run measures with 2 cores and every backend allowed and picks the most threads and
+    oneDNN; it resumes with the caps at 1 and torch and must still train on the recorded setting,
+    without measuring again."""
     monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setattr(threads, "choose", lambda step_ms: max(step_ms))
+    monkeypatch.delenv("AELAB_MATMUL")
+    monkeypatch.setattr(threads, "choose", _most)
     split = _train(tmp_path / "split", data_dir)
-    chosen = _saved(split)["config"]["train"]["threads_chosen"]
+    saved = _saved(split)["config"]["train"]
+    chosen, backend = saved["threads_chosen"], saved["matmul_chosen"]
     assert chosen == threads.thread_limit() == threads.available_cores()
+    assert backend == available_backends()[-1]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("AELAB_MATMUL", "torch")
     lines: list[str] = []
     _train(split, data_dir, lines, resume=True, epochs=2)
     assert not any("auto" in line for line in lines), lines
     assert _saved(split)["config"]["train"]["threads_chosen"] == chosen
-    whole = _train(tmp_path / "whole", data_dir, epochs=2, threads=chosen)
+    assert _saved(split)["config"]["train"]["matmul_chosen"] == backend
+    whole = _train(tmp_path / "whole", data_dir, epochs=2, threads=chosen, matmul=backend)
     assert (split / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
     epochs = [json.loads(line)["epoch"] for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
@@ -99,18 +122,37 @@ def test_cli_threads_flag_and_resume_rules(tmp_path, data_dir, capsys):
     assert main(argv + ["--resume", "--threads", "2"]) == 1
     err = capsys.readouterr().err
     assert "--threads 2 (the run has auto, which chose 1) cannot change" in err
-    for bad in ("0", "many", "1.5", "100000"):
+    for given in ("auto", "torch"):  # conftest's AELAB_MATMUL=torch: auto chose torch
+        assert main(argv + ["--resume", "--matmul", given]) == 0
+    assert main(argv + ["--resume", "--matmul", "onednn"]) == 1
+    assert "--matmul onednn (the run has auto, which chose torch) cannot change" in capsys.readouterr().err
+    for flag, bad in [("--threads", "0"), ("--threads", "many"), ("--threads", "1.5"),
+                      ("--threads", "100000"), ("--matmul", "mkl"), ("--matmul", "")]:
         with pytest.raises(SystemExit) as e:
-            main(argv[:-1] + ["--threads", bad])
+            main(argv[:-1] + [flag, bad])
         assert e.value.code == 2
+
+
+def test_a_backend_other_than_torch_is_refused_where_it_cannot_run(tmp_path, data_dir, capsys):
+    """The VAE trains through autograd: --matmul onednn is one line, and nothing is trained."""
+    argv = ["train", "--preset", "vae", "--data-dir", str(data_dir), "--out", str(tmp_path / "vae"),
+            "--epochs", "1", "--device", "cpu", "--quiet", "--matmul", "onednn"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--matmul onednn applies to the hand-written step" in err
+    assert not (tmp_path / "vae" / "model.safetensors").exists()
+    assert main(argv[:-1] + ["auto"]) == 0  # auto: torch's products, recorded
+    assert _saved(tmp_path / "vae")["config"]["train"]["matmul_chosen"] == "torch"
 
 
 @pytest.mark.parametrize("train_section, word", [
     ({"threads": 0}, "threads=0"), ({"threads": "many"}, "threads='many'"),
     ({"threads": True}, "threads=True"),
     ({"threads_chosen": 0}, "threads_chosen=0"), ({"threads": 2, "threads_chosen": 3}, "differs"),
-    ({"threads": 4096}, "threads=4096")])
-def test_config_refuses_bad_thread_counts(train_section, word):
+    ({"threads": 4096}, "threads=4096"), ({"matmul": "mkl"}, "matmul='mkl'"), ({"matmul": 1}, "matmul=1"),
+    ({"matmul_chosen": "auto"}, "matmul_chosen='auto'"),
+    ({"matmul": "torch", "matmul_chosen": "onednn"}, "differs")])
+def test_config_refuses_bad_thread_counts_and_backends(train_section, word):
     d = resolve_config("seed").to_dict()
     d["train"].update(train_section)
     with pytest.raises(AelabError, match=word):
@@ -124,6 +166,9 @@ def test_a_run_from_before_threads_resumes_on_one_thread():
     assert cfg.train.threads == "auto" and cfg.train.threads_chosen is None
     from aelab.engine import cpu_threads
     assert cpu_threads(cfg) == int(os.environ["OMP_NUM_THREADS"]) == 1
+    del d["train"]["matmul"], d["train"]["matmul_chosen"]  # and before matmul: torch's products
+    cfg = config_from_dict(d)
+    assert cfg.train.matmul == threads.matmul_of(cfg) == "torch"
 
 
 def test_candidates_and_choice():
@@ -131,9 +176,25 @@ def test_candidates_and_choice():
     assert threads.candidates(2) == [1, 2]
     assert threads.candidates(6) == [1, 2, 4, 6]
     assert threads.candidates(16) == [1, 2, 4, 8, 16]
-    assert threads.choose({1: 10.0, 2: 9.8}) == 1     # within 3%: fewer threads
-    assert threads.choose({1: 10.0, 2: 6.0, 4: 5.9}) == 2
-    assert threads.choose({1: 5.0, 2: 9.0}) == 1
+    t, o = "torch", "onednn"
+    assert threads.choose({(1, t): 10.0, (2, t): 9.8}) == (1, t)     # within 3%: fewer threads
+    assert threads.choose({(1, t): 10.0, (2, t): 6.0, (4, t): 5.9}) == (2, t)
+    assert threads.choose({(1, t): 5.0, (2, t): 9.0}) == (1, t)
+    assert threads.choose({(1, t): 5.0, (1, o): 4.9, (2, o): 4.0}) == (2, o)
+    assert threads.choose({(1, t): 5.0, (1, o): 4.9}) == (1, t)      # within 3%: torch's own
+    assert threads.choose({(2, t): 5.0, (1, o): 5.1}) == (1, o)      # fewer threads first
+
+
+def test_matmul_limit_honours_aelab_matmul(monkeypatch):
+    monkeypatch.setenv("AELAB_MATMUL", "torch")
+    assert threads.matmul_limit() == ["torch"]
+    monkeypatch.setenv("AELAB_MATMUL", " onednn , torch ")
+    assert threads.matmul_limit() == available_backends()  # registry order, only what runs here
+    monkeypatch.delenv("AELAB_MATMUL")
+    assert threads.matmul_limit() == available_backends()
+    monkeypatch.setenv("AELAB_MATMUL", "torch,blas")
+    with pytest.raises(AelabError, match="AELAB_MATMUL='torch,blas': unknown matmul backend 'blas'"):
+        threads.matmul_limit()
 
 
 def test_thread_limit_honours_omp_num_threads(monkeypatch):
@@ -147,19 +208,24 @@ class _FakeProbe:
     def __init__(self) -> None:
         self.calls = 0
 
-    def measure(self, counts, rounds=3, budget_s=1.5):
+    def backends(self):
+        return ["torch", "onednn"]
+
+    def measure(self, settings, rounds=3, budget_s=1.5):
         self.calls += 1
-        return {1: 5.0, 2: 9.0}
+        assert sorted(settings) == [(1, "onednn"), (1, "torch"), (2, "onednn"), (2, "torch")]
+        return {(1, "torch"): 5.0, (1, "onednn"): 7.0, (2, "torch"): 9.0, (2, "onednn"): 8.0}
 
 
-def test_watch_reports_a_sharp_slowdown_once_and_keeps_the_count():
+def test_watch_reports_a_sharp_slowdown_once_and_keeps_the_setting():
     probe, lines = _FakeProbe(), []
-    watch = threads.Watch(probe, chosen=2, limit=2, log=lines.append)
+    watch = threads.Watch(probe, chosen=(2, "onednn"), limit=2, log=lines.append)
     said = [watch.epoch_done({"epoch": e, "seconds": s}) for e, s in enumerate([5, 5.2, 9, 9.5, 5.1, 8], 1)]
     assert [line is not None for line in said] == [False, False, True, False, False, True]
     assert probe.calls == 2 and len(lines) == 2
     assert "warning: epoch 3 took 9.0 s, 1.8x the fastest" in lines[0]
-    assert "1 would be faster now; this run keeps 2" in lines[0]
+    assert ("1 thread, torch matmul would be faster now; this run keeps 2 threads, onednn matmul"
+            in lines[0]) and "--threads 1 --matmul torch" in lines[0]
 
 
 def _cpu_ticks() -> dict[str, int]:

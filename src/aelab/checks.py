@@ -12,7 +12,7 @@ import torch
 
 from .errors import AelabError
 
-__all__ = ["is_finite", "require_finite", "check_sample_count", "MAX_SAMPLES"]
+__all__ = ["is_finite", "all_finite", "require_finite", "check_sample_count", "MAX_SAMPLES"]
 
 MAX_SAMPLES = 100_000  # images one call may draw: 100,000 x 784 float32 = 314 MB
 
@@ -23,6 +23,25 @@ def is_finite(x: Any) -> bool:
         return not x.is_floating_point() or bool(torch.isfinite(x).all())
     arr = np.asarray(x)
     return arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """True when no tensor of the list holds a NaN or an infinity (one call per training step).
+
+    One pass over all of them with torch's mixed-precision check, which multiplies each by 1.0 in
+    place (exact) and raises a flag; where a build lacks it, their L2 norms, which propagate any
+    NaN or inf. On the seed model's 24 gradients (CPU, 2 threads) the first took 57-65 us, the
+    norms 125 us, more inside a training step where the gradients are no longer in cache.
+    """
+    if not tensors:
+        return True
+    device = tensors[0].device
+    found = torch.zeros(1, device=device)
+    try:
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=device))
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all())
+    return not found.item()
 
 
 def require_finite(x: Any, message: str, error: type[AelabError] = AelabError) -> Any:

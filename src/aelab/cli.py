@@ -111,6 +111,7 @@ EXAMPLES = {
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .config import DEVICES, PRECISIONS
     from .data.registry import DATASETS
+    from .matmul import AUTO, MATMULS
     from .models import ACTIVATIONS, MODELS
     from .presets import list_presets
     from .schedules import SCHEDULES
@@ -155,6 +156,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_threads, metavar="auto|N",
                    help="CPU threads to train on (default auto: measured on a few steps at the start, "
                    "recorded in config.json; see aelab.threads)")
+    p.add_argument("--matmul", choices=[AUTO, *MATMULS.names()],
+                   help="the matrix products of the dense models' hand-written CPU step (default auto: "
+                   "measured with --threads; " + "; ".join(f"{k}: {v}" for k, v in MATMULS.helps().items())
+                   + "; see aelab.matmul)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     p.add_argument("--checkpoint-minutes", type=_positive(float),
                    help="also checkpoint inside epochs this often (default 10)")
@@ -168,6 +173,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "checkpoint_minutes")  # the rest would change the run
+CHOSEN = ("threads", "matmul")  # fields whose "auto" a run resolves into <field>_chosen
 FLAGS = {"architecture": "--model", "kind": "--variational", "kl_warmup_epochs": "--kl-warmup"}  # not --field
 
 
@@ -185,12 +191,12 @@ def _own_values(cfg, field: str) -> list:
     """The values of `field` a resumed run accepts as its own: the saved one, and for threads also
     the count that auto chose."""
     own = [_saved_value(cfg, field)]
-    return own + [cfg.train.threads_chosen] if field == "threads" else own
+    return own + [getattr(cfg.train, field + "_chosen")] if field in CHOSEN else own
 
 
 def _shown(cfg, field: str) -> str:
-    chosen = cfg.train.threads_chosen
-    if field == "threads" and cfg.train.threads == "auto" and chosen is not None:
+    chosen = getattr(cfg.train, field + "_chosen") if field in CHOSEN else None
+    if _saved_value(cfg, field) == "auto" and chosen is not None:
         return f"auto, which chose {chosen}"
     return str(_saved_value(cfg, field))
 
@@ -206,7 +212,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "dataset", "data_dir", "epochs", "batch_size", "lr", "latent_dim", "width_dim", "architecture",
         "kind", "output_activation", "beta", "kl_warmup_epochs", "code_penalty", "decoder_weight_decay",
         "schedule", "warmup_epochs", "augment_shift", "valid_fraction", "seed", "device", "precision",
-        "compile", "checkpoint_minutes", "tensorboard", "threads")}
+        "compile", "checkpoint_minutes", "tensorboard", "threads", "matmul")}
     if args.resume:
         from .rundir import RunDir
 

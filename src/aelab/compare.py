@@ -107,6 +107,7 @@ def _comparable(d: dict) -> dict:
     d["data"].pop("data_dir", None)
     d["train"].pop("checkpoint_minutes", None)
     d["train"].pop("threads_chosen", None)  # what --threads auto measured on this machine, this time
+    d["train"].pop("matmul_chosen", None)
     return d
 
 

@@ -71,6 +71,10 @@ class TrainConfig:
     valid_fraction: float = 1 / 12
     threads: int | str = "auto"     # CPU threads: "auto" (measured at the start, aelab.threads) or N
     threads_chosen: int | None = None  # what training uses: N, or what auto measured; None on GPU
+    # the hand-written dense step's matrix products on CPU: "auto" (measured with the threads),
+    # or a backend of aelab.matmul (torch, onednn); every other step uses torch's own
+    matmul: str = "auto"
+    matmul_chosen: str | None = None  # what training uses; None on GPU
 
 
 @dataclass
@@ -116,9 +120,10 @@ class Config:
         for ok, message in types:
             if not ok:
                 raise AelabError(message)
-        ok, message = _check_threads(t.threads, t.threads_chosen)
-        if not ok:
-            raise AelabError(message)
+        for ok, message in (_check_threads(t.threads, t.threads_chosen),
+                            _check_matmul(t.matmul, t.matmul_chosen)):
+            if not ok:
+                raise AelabError(message)
         checks = [
             (m.latent_dim <= MAX_LATENT, f"latent_dim={m.latent_dim!r} is too large (at most {MAX_LATENT})"),
             (m.width_dim is None or m.width_dim <= MAX_LATENT,
@@ -190,6 +195,21 @@ def _check_threads(threads: Any, chosen: Any) -> tuple[bool, str]:
     return True, ""
 
 
+def _check_matmul(matmul: Any, chosen: Any) -> tuple[bool, str]:
+    """matmul is "auto" or a backend; matmul_chosen is None or a backend, and equals matmul when
+    that names one."""
+    from .matmul import AUTO, MATMULS
+
+    names = MATMULS.names()
+    if not (isinstance(matmul, str) and matmul in (AUTO, *names)):
+        return False, f"matmul={matmul!r} must be one of {', '.join((AUTO, *names))}"
+    if not (chosen is None or (isinstance(chosen, str) and chosen in names)):
+        return False, f"matmul_chosen={chosen!r} must be one of {', '.join(names)}"
+    if matmul != AUTO and chosen not in (None, matmul):
+        return False, f"matmul_chosen={chosen!r} differs from matmul={matmul!r}"
+    return True, ""
+
+
 # ---------------------------------------------------------------------------------------------
 
 def section_of(cfg: Config, key: str) -> str:
@@ -212,8 +232,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | None = None) -> Con
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from `Config.to_dict()` output (e.g. a run's config.json)."""
     try:
-        # runs saved before valid_fraction existed validated on the test split
-        train = {"valid_fraction": 0.0, **d["train"]}
+        # runs saved before valid_fraction existed validated on the test split, and those from
+        # before matmul existed multiplied with torch's own products
+        train = {"valid_fraction": 0.0, "matmul": "torch", **d["train"]}
         return Config(
             preset=d["preset"],
             data=DataConfig(**d["data"]),

@@ -5,11 +5,14 @@ bookkeeping, a fresh allocation (and page faults) for every activation and gradi
 gradients computed in the transposed layout and then copied. `DenseStep` does the same
 arithmetic with the same ATen kernels (`addmm`, `native_batch_norm`, `threshold_backward`,
 `native_batch_norm_backward`, `mm`) into buffers allocated once per batch size, and writes
-each weight gradient straight into `param.grad` in the weight's own layout.
+each weight gradient straight into `param.grad` in the weight's own layout. The matrix products
+come from a backend of `aelab.matmul` (`torch`: addmm/mm into those buffers; `onednn`: oneDNN's
+inner product, twice as fast on AMD CPUs, into fresh tensors).
 
     step = DenseStep(model)       # model: aelab.models.Autoencoder with relu/none output
     loss, parts = step(x)         # x (n, 784) float; fills p.grad of every parameter
     optimizer.step()
+    DenseStep(model, matmul="onednn")
 
 The result equals `model.loss(x)` followed by `loss.backward()` up to float rounding (tested in
 tests/test_dense_step.py), including BatchNorm's running statistics and batch counter.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .matmul import MATMULS
 from .models.dense import Autoencoder
 
 __all__ = ["DenseStep", "supports"]
@@ -57,10 +61,11 @@ def supports(model: nn.Module) -> bool:
 class DenseStep:
     """Loss and gradients of `Autoencoder.loss(x)` for one batch, without autograd."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, matmul: str = "torch") -> None:
         if not supports(model):
             raise ValueError("DenseStep needs an Autoencoder of Linear + BatchNorm1d + ReLU/none blocks")
-        self.model = model
+        self.model, self.matmul = model, matmul
+        self.products = MATMULS.get(matmul)
         self.layers = [(b[0], b[1], type(b[2]) is nn.ReLU) for b in _blocks(model)]
         self._buffers: dict[int, tuple[list[dict[str, torch.Tensor]], torch.Tensor]] = {}
 
@@ -90,7 +95,7 @@ class DenseStep:
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)
-            torch.addmm(lin.bias, a, lin.weight.t(), out=b["z"])
+            b["z"] = self.products.linear(a, lin.weight, lin.bias, out=b["z"])
             a = self.normalize(k, b)
         mse, grad = self.mse_and_grad(a, x, diff)
         for k in range(len(self.layers) - 1, -1, -1):
@@ -98,7 +103,7 @@ class DenseStep:
             dz = self.normalize_backward(k, b, grad)
             self.weight_grads(lin, dz, inputs[k])
             if k > 0:
-                grad = torch.mm(dz, lin.weight, out=b["dx"])
+                grad = self.products.grad_input(dz, lin.weight, out=b["dx"])
         return mse, {"mse": mse}
 
     # The parts of __call__, also used by benchmarks/overlap_step.py to schedule them differently
@@ -133,8 +138,7 @@ class DenseStep:
             True, bn.eps, [True, True, True])
         return dz
 
-    @staticmethod
-    def weight_grads(lin: nn.Linear, dz: torch.Tensor, inputs: torch.Tensor) -> None:
-        """The Linear layer's bias and weight gradients, written into its .grad tensors."""
+    def weight_grads(self, lin: nn.Linear, dz: torch.Tensor, inputs: torch.Tensor) -> None:
+        """The Linear layer's bias and weight gradients, into its .grad tensors."""
         torch.sum(dz, dim=0, out=lin.bias.grad)
-        torch.mm(dz.t(), inputs, out=lin.weight.grad)
+        lin.weight.grad = self.products.grad_weight(dz, inputs, out=lin.weight.grad)

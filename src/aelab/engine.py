@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import random_shift
-from .checks import is_finite
+from .checks import all_finite, is_finite
 from .config import Config
 from .data.images import to_float_images
 from .errors import AelabError, DivergedError
@@ -283,16 +283,12 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def _stop_if_not_finite(model: nn.Module, loss: torch.Tensor, epoch: int, step: int, lr: float) -> None:
-    """Raise `DivergedError` if the loss or any gradient is NaN or infinite.
-
-    The gradients' L2 norms propagate any NaN or inf; on CPU this costs 0.23 ms against a
-    7.7 ms step (the inf-norm would cost 2.8 ms).
-    """
+    """Raise `DivergedError` if the loss or any gradient is NaN or infinite (`checks.all_finite`)."""
     value = loss.item()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not math.isfinite(value):
         what = f"loss became {value}"
-    elif grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+    elif not all_finite(grads):
         what = "a gradient became non-finite"
     else:
         return

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import dense_step, threads
+from . import dense_step, matmul, threads
 from .checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from .config import Config
 from .data import ImageData, load_dataset
@@ -29,6 +29,7 @@ from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, 
 from .errors import AelabError
 from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
+from .matmul import AUTO
 from .models import create_model, model_warning
 from .report import refresh_report
 from .run import Run, load_run, pick_device
@@ -108,10 +109,11 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         probe = (threads.StepProbe(model, data.train_images, cfg.train.batch_size, cfg.train.lr,
                                    hand_written=hand_written, precision=cfg.train.precision)
                  if device.type == "cpu" else None)
-        if not resume:  # a resumed run keeps the count it started with
+        _check_matmul(cfg, hand_written, device)
+        if not resume:  # a resumed run keeps the setting it started with
             cfg, threads_info = threads.resolve(cfg, probe, world=world,
                                                 log=(lambda line: None) if quiet else say)
-        watch = (threads.Watch(probe, cpu_threads(cfg), threads.thread_limit(), say)
+        watch = (threads.Watch(probe, (cpu_threads(cfg), threads.matmul_of(cfg)), threads.thread_limit(), say)
                  if probe is not None and world == 1 else None)
         state = TrainState()
         if resume:
@@ -142,7 +144,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             loss_fn = wrap_ddp(model, device)
         if cfg.train.compile:
             loss_fn = torch.compile(loss_fn)
-        grad_fn = dense_step.DenseStep(model) if hand_written else None
+        grad_fn = dense_step.DenseStep(model, threads.matmul_of(cfg)) if hand_written else None
         writer = _tensorboard(run_dir, cfg) if rank == 0 else None
 
         def on_epoch_end(record: dict, state: TrainState) -> None:
@@ -219,6 +221,20 @@ def final_record(model: nn.Module, metrics: list[dict], split: Split, data: Imag
             "test": test,
             "best_valid_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
             "seconds_per_epoch_median": seconds[len(seconds) // 2]}
+
+
+def _check_matmul(cfg: Config, hand_written: bool, device: torch.device) -> None:
+    """A backend other than torch's runs only in the hand-written step, and only where it exists."""
+    asked = cfg.train.matmul_chosen or cfg.train.matmul
+    if asked in (AUTO, "torch"):
+        return
+    if not hand_written:
+        raise AelabError(f"--matmul {asked} applies to the hand-written step of a dense autoencoder "
+                         f"on CPU in fp32 (the seed presets' model); this run trains on "
+                         f"{device.type} through autograd: leave --matmul at auto or pass torch")
+    if not matmul.available(asked):
+        raise AelabError(f"--matmul {asked}: this torch build has no working {asked} "
+                         f"(torch {torch.__version__}); pass --matmul torch")
 
 
 def _check_same_data(run_dir: RunDir, data: ImageData) -> None:
