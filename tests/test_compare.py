@@ -52,6 +52,15 @@ def test_compare_writes_its_tables_and_figures_and_continues_after_an_interrupti
     lines = (out / "conv-vae-2" / "metrics.jsonl").read_text().splitlines()
     interrupted = [json.loads(line) for line in lines]
     assert [m["epoch"] for m in interrupted] == [1] and "train_kl" in interrupted[0]
+    # a run made before --matmul existed (its config.json without the fields) is still reused
+    config = out / "dense-linear-2" / "config.json"
+    saved_config = json.loads(config.read_text())
+    train_section = saved_config["config"]["train"]
+    assert train_section["matmul"] == train_section["matmul_chosen"] == "torch"  # the compare preset's
+    del train_section["matmul"], train_section["matmul_chosen"]
+    config.write_text(json.dumps(saved_config))
+    compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, command="test", components=8)
+    assert (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns == first
     # a folder that holds other settings is refused before any work
     with pytest.raises(AelabError, match="holds a run with other settings"):
         compare(grid, out, epochs=2, n_samples=0, data=tiny, progress=False)

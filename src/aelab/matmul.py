@@ -13,10 +13,11 @@ no out= form). Both compute in fp32 with fp32 accumulation; they differ only in 
   bundles (the op torch.compile's CPU backend calls for Linear layers).
 
 Why two: MKL picks its kernels by CPU vendor. On the AMD EPYC with AVX-512 this project's CI
-runs on, MKL's fp32 products at the seed model's shapes ran at 112 GFLOP/s on one core and
-oneDNN's at 237 (`python benchmarks/matmul_backends.py`); on Intel CPUs MKL is the one tuned
-for the chip. Neither is right everywhere, so `--matmul auto` times both on the run's own step
-(`aelab.threads`) and the run records which it used.
+runs on, MKL's fp32 products at the seed model's shapes ran at 92-100 GFLOP/s on one core and
+oneDNN's at 127-214, the step's 17 products 7.80 against 3.91 ms (`python
+benchmarks/matmul_backends.py`); on Intel CPUs MKL is the one tuned for the chip. Neither is
+right everywhere, so `--matmul auto` times both on the run's own step (`aelab.threads`) and the
+run records which it used.
 """
 
 from __future__ import annotations
