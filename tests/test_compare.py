@@ -76,6 +76,27 @@ def test_compare_writes_its_tables_and_figures_and_continues_after_an_interrupti
         compare(grid, out, epochs=1, n_samples=50, data=tiny, progress=False, components=8)
 
 
+def test_a_cell_another_compare_finished_meanwhile_is_reused_not_retrained(tmp_path, tiny, monkeypatch):
+    """Two `aelab compare` on one --out: the second checked every folder at its start, when the
+    other had not finished dense-linear-2 yet; by the time it gets there the cell is done."""
+    import aelab.compare
+
+    grid = grid_from_text("dense-linear", "2")
+    out = tmp_path / "cmp"
+    compare(grid, out, epochs=1, n_samples=0, data=tiny, progress=False, command="test")
+    first = (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns
+    real_state, calls = aelab.compare._state, []
+
+    def state_at_the_start_new(path, cfg):  # the up-front check saw an empty folder
+        calls.append(path.name)
+        return "new" if len(calls) == 1 else real_state(path, cfg)
+    monkeypatch.setattr(aelab.compare, "_state", state_at_the_start_new)
+    again = compare(grid, out, epochs=1, n_samples=0, data=tiny, progress=False, command="test")
+    assert calls == ["dense-linear-2", "dense-linear-2"]  # checked again before training it
+    assert (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns == first
+    assert again["runs"][0]["test_mse"] > 0
+
+
 def test_compare_grid_names_are_checked():
     assert [e.name for e in grid_from_text("dense,conv-vae", "8")] == ["dense-8", "conv-vae-8"]
     with pytest.raises(AelabError, match="unknown model 'conv2'"):

@@ -221,6 +221,8 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
     try:
         for e in grid:
             bar.set_postfix_str(e.name)
+            if states[e] != "finished":  # look again: another compare on this --out may have run it
+                states[e] = _state(out / e.name, configs[e])
             if states[e] != "finished":
                 def advance(record: dict, e: Entry = e) -> None:
                     credit[e] = record["epoch"]
