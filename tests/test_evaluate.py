@@ -85,6 +85,33 @@ def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monk
         sample_codes(run, "gaussian", 8, seed=3, data=data)
 
 
+def test_a_saved_sampler_is_current_only_with_todays_settings(small_run, data, monkeypatch, tmp_path):
+    """What the explorer calls "ready": the file holds this sampler with the settings fitted_sampler
+    would use now, read from its header; older defaults, another sampler or damage are not."""
+    import shutil
+
+    import aelab.samplers.fitting as fitting
+    from aelab.run import load_run
+
+    shutil.copytree(small_run.path, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    path = run.path / "samplers" / "gaussian.safetensors"
+    assert fitting.saved_is_current(run, "normal")  # nothing to fit
+    if path.exists():
+        path.unlink()
+    assert not fitting.saved_is_current(run, "gaussian")  # no file
+    sample_codes(run, "gaussian", 4, data=data)
+    assert fitting.saved_is_current(run, "gaussian")
+    real = fitting.sampler_defaults
+    monkeypatch.setattr(fitting, "sampler_defaults", lambda kind, name: {"reg_covar": 1e-3})
+    assert not fitting.saved_is_current(run, "gaussian")  # fitted under other defaults than today's
+    monkeypatch.setattr(fitting, "sampler_defaults", real)
+    shutil.copy(path, run.path / "samplers" / "gmm.safetensors")  # another sampler's file
+    assert not fitting.saved_is_current(run, "gmm")
+    path.write_bytes(b"garbage")
+    assert not fitting.saved_is_current(run, "gaussian")
+
+
 def test_prior_refused_for_an_autoencoder(small_run, capsys):
     assert main(["sample", str(small_run.path), "--sampler", "prior", "--n", "4"]) == 1
     assert "VAE runs only" in capsys.readouterr().err

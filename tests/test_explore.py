@@ -153,6 +153,17 @@ def test_samplers_and_fitting(explorer):
     assert (explorer.dir / "samplers" / "gaussian.safetensors").is_file()
     status, r = call(url, "api/samples", {"sampler": "gaussian", "n": 4})
     assert status == 200 and close(r["images"], run.sample(4, sampler="gaussian", seed=0).reshape(4, -1))
+    # "ready" means sampling needs no fitting: a file that holds another sampler, or this one with
+    # other settings than today's defaults, is not ready (it would be fitted again on request)
+    samplers = explorer.dir / "samplers"
+    shutil.copy(samplers / "gaussian.safetensors", samplers / "gmm.safetensors")
+    try:
+        states = {r["name"]: r["state"] for r in call(url, "api/samplers")[1]["samplers"]}
+        assert states["gmm"] == "not fitted"
+        status, r = call(url, "api/samples", {"sampler": "gmm"})
+        assert status == 409 and "not fitted" in r["error"]
+    finally:
+        (samplers / "gmm.safetensors").unlink()
 
 
 def test_bad_requests_get_a_clear_4xx(explorer):

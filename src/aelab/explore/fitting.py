@@ -1,9 +1,10 @@
 """The samplers panel: which of the run's samplers are ready, samples from them, fitting the others.
 
 A sampler is ready when it needs no fitting (`normal` for an autoencoder, `prior` for a VAE) or
-its fitted file already exists in RUN_DIR/samplers/. Fitting (the gmm takes ~30 s on a seed run)
-runs in one background thread through `Run.sample`, which fits and saves exactly as `aelab sample`
-does; the page polls `sampler_status` and shows "fitting..." meanwhile.
+its fitted file in RUN_DIR/samplers/ holds it with today's settings (`saved_is_current`; a file
+fitted under older defaults would be fitted again on the first request). Fitting (the gmm takes
+~30 s on a seed run) runs in one background thread through `Run.sample`, which fits and saves
+exactly as `aelab sample` does; the page polls `sampler_status` and shows "fitting..." meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from aelab.samplers import RECOMMENDED
+from aelab.samplers.fitting import saved_is_current
 
 from . import validate
 from .backend import AelabError, State, check_run
@@ -21,15 +23,11 @@ MAX_SAMPLES = 64
 _lock = threading.Lock()
 
 
-def _fitted_file(state: State, name: str):
-    return state.path / "samplers" / f"{name}.safetensors"
-
-
 def _state_of(state: State, name: str) -> tuple[str, str]:
     status = state.fit.get(name, "")
     if status == "fitting":
         return "fitting", ""
-    if name in NO_FIT or _fitted_file(state, name).is_file():
+    if name in NO_FIT or saved_is_current(state.run, name):
         return "ready", ""
     if status.startswith("error: "):
         return "error", status[len("error: "):]
@@ -68,7 +66,7 @@ def _fit_all(state: State, names: list[str]) -> None:
         try:
             check_run(state)
             state.run.sample(1, sampler=name, seed=0)  # fits and saves RUN_DIR/samplers/<name>
-            if _fitted_file(state, name).is_file():
+            if saved_is_current(state.run, name):
                 state.fit.pop(name, None)
             else:
                 state.fit[name] = f"error: could not save the fitted sampler into {state.path / 'samplers'}"

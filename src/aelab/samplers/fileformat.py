@@ -19,7 +19,7 @@ from aelab.files import atomic_write_bytes, check_regular_file
 
 from .registry import SAMPLERS, create_sampler
 
-__all__ = ["FORMAT", "save_sampler", "load_sampler", "check_shapes"]
+__all__ = ["FORMAT", "save_sampler", "load_sampler", "saved_params", "check_shapes"]
 
 FORMAT = "aelab-sampler-v1"
 MAX_FILE_BYTES = 512 << 20
@@ -37,6 +37,32 @@ def save_sampler(sampler, path):
     params = json.dumps(sampler.get_config(), default=int)  # default=int: numpy integers
     meta = {"format": FORMAT, "sampler": sampler.name, "params": params}
     atomic_write_bytes(path, save(arrays, metadata=meta))
+
+
+def _read_metadata(path):
+    """The file's metadata after the checks every read makes first: a regular file, bounded size."""
+    check_regular_file(path, path.parent, MAX_FILE_BYTES, f"no sampler file at {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return f.metadata() or {}
+    except (OSError, SafetensorError) as exc:
+        raise RunError(f"cannot read sampler file {path}: {exc}") from exc
+
+
+def saved_params(path):
+    """(sampler name, constructor arguments) a sampler file says it holds, from its header alone;
+    RunError on a file that is not one. `load_sampler` still checks every array before use."""
+    path = Path(path)
+    meta = _read_metadata(path)
+    if meta.get("format") != FORMAT or meta.get("sampler") not in SAMPLERS:
+        raise RunError(f"{path} is not an aelab sampler file (metadata {meta!r})")
+    try:
+        params = json.loads(meta["params"])
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise RunError(f"{path} has bad sampler parameters: {exc}") from exc
+    if not isinstance(params, dict):
+        raise RunError(f"{path} has bad sampler parameters: {params!r}")
+    return meta["sampler"], params
 
 
 def load_sampler(path, latent_dim=None):

@@ -16,6 +16,7 @@ the ReLU against 139 after it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -28,14 +29,14 @@ from aelab.data import ImageData, bundled_dir, load_dataset, load_split_files
 from aelab.errors import AelabError, RunError
 from aelab.files import check_inside, file_identity
 
-from .fileformat import load_sampler
+from .fileformat import load_sampler, saved_params
 from .registry import RECOMMENDED, create_sampler
 
 if TYPE_CHECKING:
     from aelab.run import Run
 
 __all__ = ["RECOMMENDED", "applicable_samplers", "run_data", "training_codes", "fitted_sampler",
-           "sample_codes", "sampler_defaults"]
+           "sample_codes", "sampler_defaults", "saved_is_current"]
 
 NEEDS_FIT = ("gaussian", "gmm", "flow", "diffusion", "two-stage")
 
@@ -143,6 +144,22 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
         print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
     return sampler
+
+
+def saved_is_current(run: Run, name: str) -> bool:
+    """Whether RUN_DIR/samplers/<name>.safetensors holds sampler `name` with the settings
+    `fitted_sampler` uses now (read from the file's header), so that sampling needs no fitting; a
+    file fitted under older defaults, or not a sampler file, is not."""
+    if name not in NEEDS_FIT:
+        return True
+    path = run.path / "samplers" / f"{name}.safetensors"
+    try:
+        check_inside(path, run.path)
+        saved_name, params = saved_params(path)
+    except AelabError:  # RunError included: missing, a symlink, damaged
+        return False
+    want = create_sampler(name, **sampler_defaults(run.config.model.kind, name)).get_config()
+    return saved_name == name and params == json.loads(json.dumps(want, default=int))
 
 
 def sample_codes(run: Run, name: str, n: int, seed: int = 0, data: ImageData | None = None,
