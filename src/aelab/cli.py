@@ -188,8 +188,8 @@ def _saved_value(cfg, field: str):
 
 
 def _own_values(cfg, field: str) -> list:
-    """The values of `field` a resumed run accepts as its own: the saved one, and for threads also
-    the count that auto chose."""
+    """The values of `field` a resumed run accepts as its own: the saved one, and for threads and
+    matmul also what auto chose."""
     own = [_saved_value(cfg, field)]
     return own + [getattr(cfg.train, field + "_chosen")] if field in CHOSEN else own
 

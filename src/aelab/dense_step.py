@@ -64,8 +64,7 @@ class DenseStep:
     def __init__(self, model: nn.Module, matmul: str = "torch") -> None:
         if not supports(model):
             raise ValueError("DenseStep needs an Autoencoder of Linear + BatchNorm1d + ReLU/none blocks")
-        self.model, self.matmul = model, matmul
-        self.products = MATMULS.get(matmul)
+        self.model, self.products = model, MATMULS.get(matmul)
         self.layers = [(b[0], b[1], type(b[2]) is nn.ReLU) for b in _blocks(model)]
         self._buffers: dict[int, tuple[list[dict[str, torch.Tensor]], torch.Tensor]] = {}
 

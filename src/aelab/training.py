@@ -29,7 +29,6 @@ from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, 
 from .errors import AelabError
 from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
-from .matmul import AUTO
 from .models import create_model, model_warning
 from .report import refresh_report
 from .run import Run, load_run, pick_device
@@ -226,7 +225,7 @@ def final_record(model: nn.Module, metrics: list[dict], split: Split, data: Imag
 def _check_matmul(cfg: Config, hand_written: bool, device: torch.device) -> None:
     """A backend other than torch's runs only in the hand-written step, and only where it exists."""
     asked = cfg.train.matmul_chosen or cfg.train.matmul
-    if asked in (AUTO, "torch"):
+    if asked in (matmul.AUTO, "torch"):
         return
     if not hand_written:
         raise AelabError(f"--matmul {asked} applies to the hand-written step of a dense autoencoder "
