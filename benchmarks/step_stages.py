@@ -41,10 +41,7 @@ class TimedStep(DenseStep):
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        bufs, diff = self._buffers_for(x)
-        for p in self.model.parameters():
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
+        x, bufs, diff = self.prepare(x)
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)

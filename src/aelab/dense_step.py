@@ -85,12 +85,7 @@ class DenseStep:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = torch.flatten(x, start_dim=1)
-        bufs, diff = self._buffers_for(x)
-        for p in self.model.parameters():
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-
+        x, bufs, diff = self.prepare(x)
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
             inputs.append(a)
@@ -106,6 +101,16 @@ class DenseStep:
         return mse, {"mse": mse}
 
     # The parts of __call__, also used by benchmarks/overlap_step.py to schedule them differently
+    # and by benchmarks/step_stages.py to time them
+
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]], torch.Tensor]:
+        """x flattened, the buffers for its batch size, x_hat - x's buffer; every .grad allocated."""
+        x = torch.flatten(x, start_dim=1)
+        bufs, diff = self._buffers_for(x)
+        for p in self.model.parameters():
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+        return x, bufs, diff
 
     def normalize(self, k: int, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Layer k's BatchNorm (training mode, running statistics updated) and ReLU: z into y."""
