@@ -32,8 +32,8 @@ import torch
 from torch.optim.adam import adam as functional_adam
 
 from aelab.dense_step import DenseStep
-from aelab.engine import make_optimizer
 from aelab.models import Autoencoder
+from aelab.optim import make_optimizer
 
 
 class Worker:

@@ -2,32 +2,37 @@
 
     python benchmarks/step_stages.py                  # 2 epochs on 60,000 Fashion-MNIST images
     python benchmarks/step_stages.py --matmul torch --threads 1
+    python benchmarks/step_stages.py --adam after      # the check and Adam after the backward pass
 
-The engine's loop on CPU (batch gather, `DenseStep` with the chosen matmul backend, the gradient
-check, fused Adam, the loss sums), with a clock read around each stage of each step: the products
-of the forward pass, of the weight and of the input gradients, BatchNorm + ReLU forward and
-backward, the loss, the bias gradients, the check, Adam. Prints microseconds per step for the last
-epoch. The clock reads add about 1% to the step. Unlike a profiler it sees the stages where the
-loop runs them: after Adam has streamed 31 MB, the next forward's weights come from memory.
+The engine's loop on CPU (batch gather, `DenseStep.train_step` with the chosen matmul backend,
+each layer's gradient check and fused Adam update inside its backward pass, the loss sums), with a
+clock read around each stage of each step: the products of the forward pass, of the weight and of
+the input gradients, BatchNorm + ReLU forward and backward, the loss, the bias gradients, the
+check, Adam. Prints microseconds per step for the last epoch. The clock reads add about 1% to the
+step. Unlike a profiler it sees the stages where the loop runs them: after Adam has streamed its
+31 MB of weights, moments and gradients, the next forward's weights come from memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import math
 import time
 
 import torch
 
+from aelab.checks import all_finite
 from aelab.data import load_dataset
 from aelab.dense_step import DenseStep
-from aelab.engine import _stop_if_not_finite, make_optimizer, to_float_batch
+from aelab.engine import _stop_if_not_finite, to_float_batch
 from aelab.models import create_model
+from aelab.optim import LayerAdam, make_optimizer
 from aelab.presets import resolve_config
 
 
 class TimedStep(DenseStep):
-    """`DenseStep.__call__` with a clock around each stage (same arithmetic, same order)."""
+    """`DenseStep._run` with a clock around each stage (same arithmetic, same order)."""
 
     def __init__(self, model: torch.nn.Module, matmul: str) -> None:
         super().__init__(model, matmul)
@@ -39,8 +44,7 @@ class TimedStep(DenseStep):
         self.seconds[stage] += time.perf_counter() - started
         return value
 
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _run(self, x: torch.Tensor, update) -> tuple[torch.Tensor, str | None]:
         x, bufs, diff = self.prepare(x)
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
@@ -49,6 +53,8 @@ class TimedStep(DenseStep):
                                  out=b["z"])
             a = self._timed("BatchNorm + ReLU forward", self.normalize, k, b)
         mse, grad = self._timed("loss and its gradient", self.mse_and_grad, a, x, diff)
+        if update is not None and not math.isfinite(self._timed("gradient check", mse.item)):
+            return mse, "loss"
         for k in range(len(self.layers) - 1, -1, -1):
             lin, b = self.layers[k][0], bufs[k]
             dz = self._timed("BatchNorm + ReLU backward", self.normalize_backward, k, b, grad)
@@ -58,7 +64,11 @@ class TimedStep(DenseStep):
             if k > 0:
                 grad = self._timed("products: input gradients", self.products.grad_input, dz, lin.weight,
                                    out=b["dx"])
-        return mse, {"mse": mse}
+            if update is not None:
+                if not self._timed("gradient check", all_finite, [p.grad for p in self.params[k]]):
+                    return mse, "gradient"
+                self._timed("Adam", update, self.params[k])
+        return mse, None
 
 
 def main() -> None:
@@ -66,6 +76,9 @@ def main() -> None:
     p.add_argument("--matmul", default="onednn", help="backend of aelab.matmul (default onednn)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="(default: torch's)")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--adam", choices=["layers", "after"], default="layers",
+                   help="each layer's check and update inside the backward pass, as fit runs it "
+                        "(default), or both after it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     images = load_dataset("fashion-mnist", log=lambda line: None, progress=False).train_images
@@ -73,6 +86,7 @@ def main() -> None:
     model = create_model(resolve_config("seed").model)
     optimizer = make_optimizer(model, 1e-3, torch.device("cpu"))
     step = TimedStep(model, args.matmul)
+    update = LayerAdam(optimizer) if args.adam == "layers" else None
     batch, n = 128, len(images) // 128
     sums = torch.zeros(3, dtype=torch.float64)
     for _ in range(args.epochs):
@@ -82,14 +96,17 @@ def main() -> None:
         for b in range(n):
             idx = perm[b * batch:(b + 1) * batch]
             x = step._timed("batch", lambda idx=idx: to_float_batch(images.index_select(0, idx)))
-            loss, parts = step(x)
-            step._timed("gradient check", _stop_if_not_finite, model, loss, 1, b + 1, 1e-3)
-            step._timed("Adam", optimizer.step)
+            if update is not None:
+                loss, parts, _ = step.train_step(x, update)
+            else:
+                loss, parts = step(x)
+                step._timed("gradient check", _stop_if_not_finite, model, loss, 1, b + 1, 1e-3)
+                step._timed("Adam", optimizer.step)
             sums[:-1] += torch.stack([loss.detach(), parts["mse"]]).double() * len(x)
             sums[-1] += len(x)
         total = time.perf_counter() - started
-    print(f"{args.threads} thread(s), {args.matmul} matmul: {1e6 * total / n:.0f} us per step "
-          f"({total:.2f} s for {n} steps, no validation)")
+    print(f"{args.threads} thread(s), {args.matmul} matmul, Adam {args.adam}: "
+          f"{1e6 * total / n:.0f} us per step ({total:.2f} s for {n} steps, no validation)")
     print("| stage | us per step |\n|---|---:|")
     for stage, seconds in step.seconds.most_common():
         print(f"| {stage} | {1e6 * seconds / n:.0f} |")

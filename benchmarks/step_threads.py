@@ -36,8 +36,8 @@ def child(step_kind: str, threads: int, profile: bool = False) -> float:
     import torch
 
     from aelab.dense_step import DenseStep
-    from aelab.engine import make_optimizer
     from aelab.models import Autoencoder
+    from aelab.optim import make_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

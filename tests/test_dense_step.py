@@ -8,9 +8,10 @@ import torch
 
 from aelab.config import ModelConfig
 from aelab.dense_step import DenseStep, supports
-from aelab.engine import make_optimizer, to_float_batch
+from aelab.engine import to_float_batch
 from aelab.matmul import MATMULS, available
 from aelab.models import Autoencoder, create_model
+from aelab.optim import make_optimizer
 from aelab.presets import resolve_config
 from aelab.training import train
 

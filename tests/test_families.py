@@ -6,8 +6,9 @@ import torch
 
 from aelab.cli import main
 from aelab.config import ModelConfig
-from aelab.engine import make_optimizer, to_float_batch
+from aelab.engine import to_float_batch
 from aelab.models import MODELS, create_model, parameter_count
+from aelab.optim import make_optimizer
 from aelab.presets import resolve_config
 
 # parameters at latent 16 with the default widths (dense families: 4h, 2h = 64, 32)

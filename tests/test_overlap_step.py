@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from aelab.dense_step import DenseStep
-from aelab.engine import make_optimizer, to_float_batch
+from aelab.engine import to_float_batch
 from aelab.models import Autoencoder
+from aelab.optim import make_optimizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overlap_step.py"
 

@@ -362,19 +362,26 @@ def nan_loss_at(monkeypatch, training_call: int, kind: str = "loss") -> None:
         return value, parts
     monkeypatch.setattr(aelab.models.Autoencoder, "loss", loss)
 
-    real_step = aelab.dense_step.DenseStep.__call__  # the CPU default for this model: same faults
+    # the CPU default for this model, the hand-written step: the same faults, inside the step
+    # (it checks and updates each layer as its gradients come), on the first layer's gradient
+    step_class = aelab.dense_step.DenseStep
+    real_prepare, real_mse, real_grads = step_class.prepare, step_class.mse_and_grad, step_class.weight_grads
 
-    def step(self, x):
-        value, parts = real_step(self, x)
+    def prepare(self, x):
         calls[0] += 1
-        if calls[0] == training_call:
-            if kind == "loss":
-                value = value * float("nan")
-            else:
-                next(self.model.parameters()).grad.fill_(float("inf"))
-        return value, parts
-    monkeypatch.setattr(aelab.dense_step.DenseStep, "__call__", step)
+        return real_prepare(self, x)
 
+    def mse_and_grad(x_hat, x, diff):
+        value, grad = real_mse(x_hat, x, diff)
+        return (value * float("nan") if calls[0] == training_call and kind == "loss" else value), grad
+
+    def weight_grads(self, lin, dz, inputs):
+        real_grads(self, lin, dz, inputs)
+        if calls[0] == training_call and kind == "grad" and lin is self.layers[0][0]:
+            lin.weight.grad.fill_(float("inf"))
+    monkeypatch.setattr(step_class, "prepare", prepare)
+    monkeypatch.setattr(step_class, "mse_and_grad", staticmethod(mse_and_grad))
+    monkeypatch.setattr(step_class, "weight_grads", weight_grads)
 
 def test_nan_loss_stops_at_once_and_keeps_epoch_1(data_dir, tmp_path, monkeypatch, capsys):
     nan_loss_at(monkeypatch, 47 + 3)  # epoch 2, step 3

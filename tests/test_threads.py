@@ -20,10 +20,10 @@ from aelab import threads
 from aelab.cli import main
 from aelab.config import config_from_dict
 from aelab.dense_step import DenseStep
-from aelab.engine import make_optimizer
 from aelab.errors import AelabError
 from aelab.matmul import available_backends
 from aelab.models import Autoencoder, DenseVAE
+from aelab.optim import make_optimizer
 from aelab.presets import resolve_config
 from aelab.training import train
 from helpers_reliability import write_small_idx_dir
@@ -279,9 +279,9 @@ def test_both_training_steps_run_on_the_thread_count(kind):
 def test_training_runs_each_step_at_the_chosen_count(tmp_path, data_dir, monkeypatch):
     """fit sets torch's count to the run's for the hand-written step (seed) and autograd (VAE)."""
     seen: list[int] = []
-    original = DenseStep.__call__
-    monkeypatch.setattr(DenseStep, "__call__", lambda self, x: (seen.append(torch.get_num_threads()),
-                                                                original(self, x))[1])
+    original = DenseStep.prepare  # the start of every hand-written step
+    monkeypatch.setattr(DenseStep, "prepare", lambda self, x: (seen.append(torch.get_num_threads()),
+                                                               original(self, x))[1])
     _train(tmp_path / "seed", data_dir, threads=2, latent_dim=8)
     assert seen and set(seen) == {2}
     seen.clear()

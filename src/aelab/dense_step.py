@@ -13,6 +13,8 @@ inner product, twice as fast on AMD CPUs, into fresh tensors).
     loss, parts = step(x)         # x (n, 784) float; fills p.grad of every parameter
     optimizer.step()
     DenseStep(model, matmul="onednn")
+    loss, parts, found = step.train_step(x, LayerAdam(optimizer))   # what aelab.engine.fit runs:
+                                  # each layer checked and updated as soon as its gradients exist
 
 The result equals `model.loss(x)` followed by `loss.backward()` up to float rounding (tested in
 tests/test_dense_step.py), including BatchNorm's running statistics and batch counter.
@@ -20,9 +22,13 @@ tests/test_dense_step.py), including BatchNorm's running statistics and batch co
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
+from .checks import all_finite
 from .matmul import MATMULS
 from .models.dense import Autoencoder
 
@@ -66,6 +72,7 @@ class DenseStep:
             raise ValueError("DenseStep needs an Autoencoder of Linear + BatchNorm1d + ReLU/none blocks")
         self.model, self.products = model, MATMULS.get(matmul)
         self.layers = [(b[0], b[1], type(b[2]) is nn.ReLU) for b in _blocks(model)]
+        self.params = [[lin.weight, lin.bias, bn.weight, bn.bias] for lin, bn, _ in self.layers]
         self._buffers: dict[int, tuple[list[dict[str, torch.Tensor]], torch.Tensor]] = {}
 
     def _buffers_for(self, x: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
@@ -85,6 +92,28 @@ class DenseStep:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mse, _ = self._run(x, None)
+        return mse, {"mse": mse}
+
+    @torch.no_grad()
+    def train_step(self, x: torch.Tensor,
+                   update: Callable[[list[torch.Tensor]], None]) -> tuple[torch.Tensor, dict, str | None]:
+        """A whole training step with each layer updated as soon as its gradients exist.
+
+        `update(params)` (an `aelab.optim.LayerAdam`) runs on a layer's four parameters right
+        after its input gradient, the last product that needs the old weight, while the layer's
+        gradients are still in cache. The loss is checked before the backward pass and each
+        layer's gradients before its update: on a NaN or an infinity the step stops there and
+        returns what it found ("loss became nan", "a gradient became non-finite") as its third
+        value, else None. Layers nearer the input than the bad one are then untouched; those
+        nearer the output were already updated, so the model is not the previous step's
+        (training stops on it, and checkpoints are written only between steps).
+        """
+        mse, bad = self._run(x, update)
+        return mse, {"mse": mse}, bad
+
+    def _run(self, x: torch.Tensor, update: Callable[[list[torch.Tensor]], None] | None
+             ) -> tuple[torch.Tensor, str | None]:
         x, bufs, diff = self.prepare(x)
         inputs, a = [], x
         for k, ((lin, _, _), b) in enumerate(zip(self.layers, bufs)):
@@ -92,13 +121,19 @@ class DenseStep:
             b["z"] = self.products.linear(a, lin.weight, lin.bias, out=b["z"])
             a = self.normalize(k, b)
         mse, grad = self.mse_and_grad(a, x, diff)
+        if update is not None and not math.isfinite(value := mse.item()):
+            return mse, f"loss became {value}"
         for k in range(len(self.layers) - 1, -1, -1):
             lin, b = self.layers[k][0], bufs[k]
             dz = self.normalize_backward(k, b, grad)
             self.weight_grads(lin, dz, inputs[k])
             if k > 0:
                 grad = self.products.grad_input(dz, lin.weight, out=b["dx"])
-        return mse, {"mse": mse}
+            if update is not None:
+                if not all_finite([p.grad for p in self.params[k]]):
+                    return mse, "a gradient became non-finite"
+                update(self.params[k])
+        return mse, None
 
     # The parts of __call__, also used by benchmarks/overlap_step.py to schedule them differently
     # and by benchmarks/step_stages.py to time them

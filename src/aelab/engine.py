@@ -34,7 +34,7 @@ from .data.images import to_float_images
 from .errors import AelabError, DivergedError
 from .schedules import StepSchedule
 
-__all__ = ["TrainState", "Interrupted", "PARTS", "part_names", "make_optimizer", "fit", "evaluate_loss",
+__all__ = ["TrainState", "Interrupted", "PARTS", "part_names", "fit", "evaluate_loss",
            "to_float_batch", "cpu_threads", "batches_per_epoch"]
 
 PARTS = ("loss", "mse")  # the tutorial model's parts; see part_names
@@ -99,25 +99,6 @@ class _TorchThreads:
         torch.set_num_threads(self._old)
 
 
-def make_optimizer(model: nn.Module, lr: float, device: torch.device,
-                   decoder_weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam with the fused kernel where available (CPU and CUDA in torch >= 2.4), else foreach.
-
-    `decoder_weight_decay` > 0 puts `model.decoder`'s parameters in a second group with that L2
-    weight decay (Adam's, i.e. the gradient of decay/2 * ||theta||^2: an RAE's decoder term).
-    """
-    params: Any = list(model.parameters())
-    if decoder_weight_decay:
-        in_decoder = {id(p) for p in model.decoder.parameters()}
-        params = [{"params": [p for p in params if id(p) not in in_decoder]},
-                  {"params": [p for p in params if id(p) in in_decoder],
-                   "weight_decay": decoder_weight_decay}]
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu")
-
-
 # --- validation ------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -178,13 +159,17 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
         on_epoch_end: Callable[[dict, TrainState], None] = lambda record, state: None,
         loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
         grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
+        step_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict, str | None]] | None = None,
         progress: bool = True) -> TrainState:
     """Train from `state` to `cfg.train.epochs`, calling back after each epoch.
 
     `loss_fn(x) -> (loss, parts)` defaults to `model.loss`; pass a compiled or
     DistributedDataParallel-wrapped version of it instead. `grad_fn(x) -> (loss, parts)`, when
     given, replaces loss_fn + backward: it must leave every parameter's gradient in `.grad`
-    (see `aelab.dense_step.DenseStep`). Under torch.distributed each rank
+    (see `aelab.dense_step.DenseStep`). `step_fn(x) -> (loss, parts, found)`, when given, replaces
+    the whole step (gradients, the finiteness check, the optimizer's update): `found` names a
+    non-finite value it stopped at, else None (`DenseStep.train_step` with `aelab.optim.LayerAdam`).
+    Under torch.distributed each rank
     trains on its share of every global batch of `cfg.train.batch_size`. Raises `DivergedError`
     on a non-finite loss (no checkpoint is written after it) and `Interrupted` on Ctrl-C (after
     one is written).
@@ -235,11 +220,16 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
                 x = to_float_batch(train_u8.index_select(0, idx))  # 10x cheaper than train_u8[idx] on CPU
                 x = random_shift(x, tc.augment_shift) if tc.augment_shift else x
                 schedule.apply(state.step, optimizer, model)  # resumed, it follows the same curve
-                loss, parts = grad_fn(x)
                 sync = (b + 1) % sync_every == 0 or b + 1 == n_batches or sigint.raised
-                if sync:  # before the step touches the weights
-                    _stop_if_not_finite(model, loss, epoch, b + 1, tc.lr)
-                optimizer.step()
+                if step_fn is not None:  # checks and updates layer by layer
+                    loss, parts, found = step_fn(x)
+                    if found is not None:
+                        raise _diverged(found, epoch, b + 1, tc.lr)
+                else:
+                    loss, parts = grad_fn(x)
+                    if sync:  # before the step touches the weights
+                        _stop_if_not_finite(model, loss, epoch, b + 1, tc.lr)
+                    optimizer.step()
                 # in place and without a host tensor: no host-to-device copy per step on a GPU
                 sums[:-1] += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double() * len(x)
                 sums[-1] += len(x)
@@ -287,10 +277,11 @@ def _stop_if_not_finite(model: nn.Module, loss: torch.Tensor, epoch: int, step: 
     value = loss.item()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not math.isfinite(value):
-        what = f"loss became {value}"
-    elif not all_finite(grads):
-        what = "a gradient became non-finite"
-    else:
-        return
-    raise DivergedError(f"{what} at epoch {epoch}, step {step}; training stopped, the last good "
-                        f"checkpoint is kept; try a lower --lr (now {lr:g})")
+        raise _diverged(f"loss became {value}", epoch, step, lr)
+    if not all_finite(grads):
+        raise _diverged("a gradient became non-finite", epoch, step, lr)
+
+
+def _diverged(what: str, epoch: int, step: int, lr: float) -> DivergedError:
+    return DivergedError(f"{what} at epoch {epoch}, step {step}; training stopped, the last good "
+                         f"checkpoint is kept; try a lower --lr (now {lr:g})")

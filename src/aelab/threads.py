@@ -39,9 +39,10 @@ from torch import nn
 from .checks import all_finite
 from .config import Config, replace_train
 from .dense_step import DenseStep
-from .engine import make_optimizer, to_float_batch
+from .engine import to_float_batch
 from .errors import AelabError
 from .matmul import AUTO, MATMULS, available_backends
+from .optim import LayerAdam, make_optimizer, supports_layer_adam
 
 __all__ = ["Setting", "available_cores", "thread_limit", "candidates", "matmul_limit", "StepProbe",
            "choose", "resolve", "matmul_of", "Watch"]
@@ -102,7 +103,7 @@ class StepProbe:
 
     One step is what `aelab.engine.fit` does per batch on CPU: index and convert a batch, the
     gradients (`DenseStep` with the setting's backend, or autograd), the finiteness check, the
-    optimizer step.
+    optimizer step (for the hand-written step: layer by layer inside it, `DenseStep.train_step`).
     """
 
     def __init__(self, model: nn.Module, train_u8: torch.Tensor, batch_size: int, lr: float,
@@ -126,9 +127,14 @@ class StepProbe:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         params = list(model.parameters())
 
+        update = LayerAdam(optimizer) if self.hand_written and supports_layer_adam(optimizer) else None
+
         def step_with(grads: DenseStep | None) -> Callable[[], None]:
             def step() -> None:
                 x = to_float_batch(self.train_u8.index_select(0, self.idx))
+                if grads is not None and update is not None:  # what fit runs for this model
+                    grads.train_step(x, update)
+                    return
                 if grads is not None:
                     loss, _ = grads(x)
                 else:

@@ -9,6 +9,7 @@ with DistributedDataParallel and SyncBatchNorm, and only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -25,11 +26,12 @@ from .config import Config
 from .data import ImageData, load_dataset
 from .data.images import to_float_images
 from .distributed import init_distributed, sync_batchnorm, wrap_ddp
-from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, make_optimizer, to_float_batch
+from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, to_float_batch
 from .errors import AelabError
 from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .models import create_model, model_warning
+from .optim import LayerAdam, make_optimizer, supports_layer_adam
 from .report import refresh_report
 from .run import Run, load_run, pick_device
 from .rundir import RunDir
@@ -143,7 +145,14 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             loss_fn = wrap_ddp(model, device)
         if cfg.train.compile:
             loss_fn = torch.compile(loss_fn)
-        grad_fn = dense_step.DenseStep(model, threads.matmul_of(cfg)) if hand_written else None
+        grad_fn = step_fn = None
+        if hand_written:
+            grads = dense_step.DenseStep(model, threads.matmul_of(cfg))
+            if supports_layer_adam(optimizer):  # each layer's update right after its gradients
+                update = LayerAdam(optimizer)
+                step_fn = functools.partial(grads.train_step, update=update)
+            else:
+                grad_fn = grads
         writer = _tensorboard(run_dir, cfg) if rank == 0 else None
 
         def on_epoch_end(record: dict, state: TrainState) -> None:
@@ -179,7 +188,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         try:
             state = fit(cfg, model, optimizer, train_u8, valid_u8, state, data_gen,
                         save_checkpoint=checkpoint, on_epoch_end=on_epoch_end, loss_fn=loss_fn,
-                        grad_fn=grad_fn,
+                        grad_fn=grad_fn, step_fn=step_fn,
                         progress=not quiet and sys.stderr.isatty())
         finally:
             if writer is not None:
