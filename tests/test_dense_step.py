@@ -8,7 +8,7 @@ import torch
 
 from aelab.config import ModelConfig
 from aelab.dense_step import DenseStep, supports
-from aelab.engine import to_float_batch
+from aelab.engine import evaluate_loss, to_float_batch
 from aelab.matmul import MATMULS, available
 from aelab.models import Autoencoder, create_model
 from aelab.optim import make_optimizer
@@ -116,3 +116,21 @@ def test_training_with_the_hand_written_step_matches_autograd(tmp_path, small_mn
     for a, b in zip(hand.metrics, auto.metrics):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
         assert a["valid_mse"] == pytest.approx(b["valid_mse"], rel=1e-2)
+
+
+@pytest.mark.parametrize("output_activation", ["relu", "none"])
+@pytest.mark.parametrize("matmul", BACKENDS)
+def test_the_validation_pass_matches_the_model_in_eval_mode(mnist, output_activation, matmul):
+    torch.manual_seed(0)
+    model = Autoencoder(output_activation=output_activation)
+    step = DenseStep(model, matmul)
+    for start in range(0, 1280, 128):  # running statistics away from their initial 0 and 1
+        step(_batch(mnist, 128, start))
+    model.eval()
+    x = to_float_batch(mnist.test_images[:1000])
+    expected, _ = model.loss(x)
+    loss, parts = step.evaluate(x)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["mse"].item() == loss.item()
+    assert evaluate_loss(model, mnist.test_images[:1000], loss_fn=step.evaluate) == pytest.approx(
+        evaluate_loss(model, mnist.test_images[:1000]), rel=1e-5)

@@ -102,8 +102,11 @@ class _TorchThreads:
 # --- validation ------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean objective and each loss part over a split, in eval mode, on a forked RNG (a VAE at full beta)."""
+def evaluate_loss(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000,
+                  loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None
+                  ) -> dict[str, float]:
+    """Mean objective and each loss part over a split, in eval mode, on a forked RNG (a VAE at full
+    beta); `loss_fn` (default `model.loss`) computes them per batch."""
     was_training = model.training
     model.eval()
     names = part_names(model)
@@ -116,7 +119,7 @@ def evaluate_loss(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1
         torch.manual_seed(0)  # the VAE objective samples z; keep validation repeatable
         for i in range(0, len(images_u8), batch_size):
             x = to_float_batch(images_u8[i:i + batch_size])
-            loss, parts = model.loss(x)
+            loss, parts = (loss_fn or model.loss)(x)
             sums += torch.stack([loss.detach(), *(parts[k] for k in names[1:])]).double() * len(x)
     model.train(was_training)
     if kl_scale is not None:
@@ -160,6 +163,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
         grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
         step_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict, str | None]] | None = None,
+        valid_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
         progress: bool = True) -> TrainState:
     """Train from `state` to `cfg.train.epochs`, calling back after each epoch.
 
@@ -168,7 +172,8 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
     given, replaces loss_fn + backward: it must leave every parameter's gradient in `.grad`
     (see `aelab.dense_step.DenseStep`). `step_fn(x) -> (loss, parts, found)`, when given, replaces
     the whole step (gradients, the finiteness check, the optimizer's update): `found` names a
-    non-finite value it stopped at, else None (`DenseStep.train_step` with `aelab.optim.LayerAdam`).
+    non-finite value it stopped at, else None (`DenseStep.train_step` with `aelab.optim.LayerAdam`);
+    `valid_fn(x) -> (loss, parts)`, the validation pass's loss in eval mode (`DenseStep.evaluate`).
     Under torch.distributed each rank
     trains on its share of every global batch of `cfg.train.batch_size`. Raises `DivergedError`
     on a non-finite loss (no checkpoint is written after it) and `Interrupted` on Ctrl-C (after
@@ -253,7 +258,7 @@ def fit(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer,
             if not all(is_finite(p) for p in model.parameters()):
                 raise DivergedError(f"weights became non-finite in epoch {epoch}; training stopped, "
                                     f"the last good checkpoint is kept; try a lower --lr (now {tc.lr:g})")
-            valid = evaluate_loss(model, valid_u8)
+            valid = evaluate_loss(model, valid_u8, loss_fn=valid_fn)
             train_sums = sums.tolist()
             record = {"epoch": epoch, **{f"train_{k}": v / train_sums[-1] for k, v in zip(names, train_sums)},
                       **{f"valid_{k}": v for k, v in valid.items()},

@@ -145,9 +145,10 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             loss_fn = wrap_ddp(model, device)
         if cfg.train.compile:
             loss_fn = torch.compile(loss_fn)
-        grad_fn = step_fn = None
+        grad_fn = step_fn = valid_fn = None
         if hand_written:
             grads = dense_step.DenseStep(model, threads.matmul_of(cfg))
+            valid_fn = grads.evaluate
             if supports_layer_adam(optimizer):  # each layer's update right after its gradients
                 update = LayerAdam(optimizer)
                 step_fn = functools.partial(grads.train_step, update=update)
@@ -188,7 +189,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         try:
             state = fit(cfg, model, optimizer, train_u8, valid_u8, state, data_gen,
                         save_checkpoint=checkpoint, on_epoch_end=on_epoch_end, loss_fn=loss_fn,
-                        grad_fn=grad_fn, step_fn=step_fn,
+                        grad_fn=grad_fn, step_fn=step_fn, valid_fn=valid_fn,
                         progress=not quiet and sys.stderr.isatty())
         finally:
             if writer is not None:
