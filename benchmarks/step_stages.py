@@ -8,9 +8,11 @@ The engine's loop on CPU (batch gather, `DenseStep.train_step` with the chosen m
 each layer's gradient check and fused Adam update inside its backward pass, the loss sums), with a
 clock read around each stage of each step: the products of the forward pass, of the weight and of
 the input gradients, BatchNorm + ReLU forward and backward, the loss, the bias gradients, the
-check, Adam. Prints microseconds per step for the last epoch. The clock reads add about 1% to the
-step. Unlike a profiler it sees the stages where the loop runs them: after Adam has streamed its
-31 MB of weights, moments and gradients, the next forward's weights come from memory.
+check, Adam. Prints microseconds per step for the last epoch, and beside them each stage run alone
+with hot caches (`stages_alone`: their sum bounds any schedule of the same kernels). The clock
+reads add about 1% to the step. Unlike a profiler it sees the stages where the loop runs them:
+after Adam has streamed its 31 MB of weights, moments and gradients, the next forward's weights
+come from memory.
 """
 
 from __future__ import annotations
@@ -71,6 +73,42 @@ class TimedStep(DenseStep):
         return mse, None
 
 
+@torch.no_grad()
+def stages_alone(step: TimedStep, update: LayerAdam, x: torch.Tensor,
+                 repeats: int = 100) -> dict[str, float]:
+    """Microseconds per step of each stage run by itself, `repeats` times in a row on one batch:
+    what it costs while its data stays in cache and no other stage runs between its calls. Their
+    sum bounds from below any schedule of these same kernels."""
+    x, bufs, _ = step.prepare(x)
+    step(x)
+    inputs = [x] + [b["y"] for b in bufs[:-1]]
+    grads = [torch.randn_like(b["z"]) for b in bufs]
+    pairs = [(k, lin, b) for k, ((lin, _, _), b) in enumerate(zip(step.layers, bufs))]
+    products = step.products
+    stages = {
+        "products: forward": lambda: [products.linear(inputs[k], lin.weight, lin.bias, out=b["z"])
+                                      for k, lin, b in pairs],
+        "products: weight gradients": lambda: [products.grad_weight(grads[k], inputs[k], out=lin.weight.grad)
+                                               for k, lin, _ in pairs],
+        "products: input gradients": lambda: [products.grad_input(grads[k], lin.weight, out=b["dx"])
+                                              for k, lin, b in pairs if k > 0],
+        "BatchNorm + ReLU forward": lambda: [step.normalize(k, b) for k, _, b in pairs],
+        "BatchNorm + ReLU backward": lambda: [step.normalize_backward(k, b, grads[k]) for k, _, b in pairs],
+        "bias gradients": lambda: [torch.sum(grads[k], dim=0, out=lin.bias.grad) for k, lin, _ in pairs],
+        "gradient check": lambda: [all_finite(params) for params in step.params],
+        "Adam": lambda: [update(params) for params in step.params],
+    }
+    alone = {}
+    for stage, run in stages.items():
+        for _ in range(5):
+            run()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        alone[stage] = 1e6 * (time.perf_counter() - started) / repeats
+    return alone
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--matmul", default="onednn", help="backend of aelab.matmul (default onednn)")
@@ -107,9 +145,13 @@ def main() -> None:
         total = time.perf_counter() - started
     print(f"{args.threads} thread(s), {args.matmul} matmul, Adam {args.adam}: "
           f"{1e6 * total / n:.0f} us per step ({total:.2f} s for {n} steps, no validation)")
-    print("| stage | us per step |\n|---|---:|")
+    alone = stages_alone(step, update or LayerAdam(optimizer), x)
+    print("| stage | us per step | alone, caches hot |\n|---|---:|---:|")
     for stage, seconds in step.seconds.most_common():
-        print(f"| {stage} | {1e6 * seconds / n:.0f} |")
+        print(f"| {stage} | {1e6 * seconds / n:.0f} | {alone.get(stage, float('nan')):.0f} |")
+    products = sum(v for k, v in alone.items() if k.startswith("products"))
+    print(f"alone: the products {products:.0f} us, everything timed alone {sum(alone.values()):.0f} us "
+          f"(the bound for these kernels in any order; batch and loss not included)")
 
 
 if __name__ == "__main__":
