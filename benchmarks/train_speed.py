@@ -58,6 +58,7 @@ import torch  # each child's OpenMP wait policy comes from the environment its p
 import aelab
 from aelab.cli import wait_policy
 from aelab.data import ImageData, load_dataset
+from aelab.dense_step import DenseStep, supports
 from aelab.engine import evaluate_loss
 from aelab.matmul import MATMULS, available_backends
 from aelab.models import create_model
@@ -304,11 +305,17 @@ def aelab_training(data: ImageData, epochs: int, seed: int, device: torch.device
     with_io = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
     with_io_cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
     valid_u8, model = data.test_images.to(device), run.model.to(device)
-    valid = []
+    # the validation pass as training ran it: a hand-written run's through its products, at its threads
+    hand_written = (device.type == "cpu" and supports(model) and cfg.train.precision == "fp32"
+                    and not cfg.train.compile)
+    loss_fn = DenseStep(model, threads.get("matmul") or "torch").evaluate if hand_written else None
+    valid, old_threads = [], torch.get_num_threads()
+    torch.set_num_threads(threads.get("chosen") or old_threads)
     for _ in range(3):
         clock = Clock(device)
-        evaluate_loss(model, valid_u8)
+        evaluate_loss(model, valid_u8, loss_fn=loss_fn)
         valid.append(clock.read()[0])
+    torch.set_num_threads(old_threads)
     return {"epochs": records, "valid_mse": records[-1]["valid_mse"], "threads_chosen": threads.get("chosen"),
             "matmul_chosen": threads.get("matmul"),
             "threads_info": threads, "with_io_seconds": with_io, "with_io_cpu_seconds": with_io_cpu,
