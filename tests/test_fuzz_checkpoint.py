@@ -20,8 +20,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors.torch import save as safetensors_save
 
-from aelab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from aelab.checkpoint import FORMAT, load_checkpoint, save_checkpoint, tensors_digest
 from aelab.cli import main
 from aelab.data import read_idx
 from aelab.errors import DataError, DivergedError, RunError
@@ -350,6 +351,19 @@ def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
         "perm missing": lambda: tensors.pop("epoch.perm"),
         "sums wrong shape": lambda: tensors.update({"epoch.sums": torch.zeros(1, dtype=torch.float64)}),
         "epoch_step beyond the epoch": lambda: state.update(epoch_step=10**6),
+        # Adam's moments: its loader checks none of this, and its fused kernel would read a
+        # moment of the wrong size past its end
+        "moment transposed": lambda: tensors.update({"optim.0.exp_avg": tensors["optim.0.exp_avg"].t()}),
+        "moment too short": lambda: tensors.update({"optim.1.exp_avg": torch.zeros(3)}),
+        "moment of ints": lambda: tensors.update({"optim.1.exp_avg": tensors["optim.1.exp_avg"].int()}),
+        "second moment negative": lambda: tensors.update({"optim.1.exp_avg_sq": -torch.ones_like(
+            tensors["optim.1.exp_avg_sq"])}),
+        "moment missing": lambda: tensors.pop("optim.1.exp_avg_sq"),
+        "state for a parameter the model lacks": lambda: tensors.update({"optim.99.step": torch.tensor(1.0)}),
+        "step a vector": lambda: tensors.update({"optim.1.step": torch.zeros(2)}),
+        "step negative": lambda: tensors.update({"optim.1.step": torch.tensor(-3.0)}),
+        "step beyond the run's": lambda: tensors.update({"optim.1.step": torch.tensor(1e30)}),
+        "step a fraction": lambda: tensors.update({"optim.1.step": torch.tensor(2.5)}),
     }
     edits[case]()
     return tensors, state
@@ -365,6 +379,9 @@ def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
     "perm missing",
     "sums wrong shape",
     "epoch_step beyond the epoch",
+    "moment transposed", "moment too short", "moment of ints", "second moment negative", "moment missing",
+    "state for a parameter the model lacks", "step a vector", "step negative", "step beyond the run's",
+    "step a fraction",
 ])
 def test_checksummed_but_lying_state_is_refused_on_resume(real_run, original, tmp_path, capsys, case):
     run = tmp_path / "run"
@@ -375,7 +392,23 @@ def test_checksummed_but_lying_state_is_refused_on_resume(real_run, original, tm
     except Exception as e:  # would be a traceback on the command line
         pytest.fail(f"{type(e).__name__} escaped: {e}")
     assert rc == 1
-    assert "checkpoint" in one_line(capsys)
+    line = one_line(capsys)
+    assert "checkpoint" in line and "lower --lr" not in line, line  # refused, not trained until it diverged
+
+
+@pytest.mark.parametrize("name", ["optim.1.exp_avg", "model.encoder.0.0.weight"])
+def test_checksummed_non_finite_values_are_refused_on_resume(real_run, original, tmp_path, capsys, name):
+    """save_checkpoint never writes NaN; a file written by hand with a recomputed checksum may."""
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    tensors = dict(original[1])
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    state_json = json.dumps(original[2])
+    (run / "checkpoint.safetensors").write_bytes(safetensors_save(tensors, metadata={
+        "format": FORMAT, "state": state_json, "sha256": tensors_digest(tensors, state_json)}))
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 1
+    line = one_line(capsys)
+    assert "checkpoint does not fit" in line and f"{name} holds NaN" in line, line
 
 
 # ---------------------------------------------------------------- IDX reader: mutated real files

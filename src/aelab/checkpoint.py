@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import nn
 
+from .checks import is_finite
 from .engine import TrainState, part_names
 from .errors import AelabError, DivergedError, RunError
 from .files import atomic_write_bytes, check_regular_file
@@ -158,6 +159,10 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
             if k.startswith("optim."):
                 _, i, name = k.split(".", 2)
                 opt_state.setdefault(int(i), {})[name] = v
+        bad = next((k for k, v in tensors.items() if v.is_floating_point() and not is_finite(v)), None)
+        if bad is not None:
+            raise ValueError(f"{bad} holds NaN or infinity")
+        _check_adam_state(opt_state, optimizer, int(meta["step"]))
         optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["rng.torch"])
         data_gen.set_state(tensors["rng.data"])
@@ -184,6 +189,33 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
         raise AelabError(f"checkpoint does not fit this model and optimizer "
                          f"({describe_mismatch(e)})") from None
     return state
+
+
+def _check_adam_state(opt_state: dict[int, dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+                      steps: int) -> None:
+    """Adam's saved moments, as Adam would have left them: one entry per parameter at most, each
+    with a step count (a whole number from 0 to the run's optimizer steps) and moments of the
+    parameter's shape, the second one >= 0. Adam's own loader checks none of this, and its fused
+    kernel reads a moment of the wrong size past its end."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    amsgrad = any(g.get("amsgrad") for g in optimizer.param_groups)
+    names = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if amsgrad else set())
+    for i, entry in opt_state.items():
+        if not 0 <= i < len(params):
+            raise ValueError(f"optimizer state for parameter {i}; the model has {len(params)}")
+        if set(entry) != names:
+            raise ValueError(f"optimizer state {i} holds {sorted(entry)}, not {sorted(names)}")
+        step = entry["step"]
+        if step.dim() != 0 or not 0 <= float(step) <= steps or float(step) != int(float(step)):
+            raise ValueError(f"optimizer state {i}: step {step.tolist()} is not a whole number "
+                             f"from 0 to the run's {steps} steps")
+        for name in sorted(names - {"step"}):
+            moment = entry[name]
+            if not moment.is_floating_point() or moment.shape != params[i].shape:
+                raise ValueError(f"optimizer state {i}: {name} of shape {tuple(moment.shape)} and dtype "
+                                 f"{moment.dtype}, for a parameter of shape {tuple(params[i].shape)}")
+            if name != "exp_avg" and bool((moment < 0).any()):
+                raise ValueError(f"optimizer state {i}: {name} is negative")
 
 
 def _check_param_groups(groups: Any) -> None:
