@@ -400,6 +400,57 @@ def test_checkpoint_symlink_is_refused(run, capsys):
     assert_refused(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"], capsys, "checkpoint")
 
 
+# ---------------------------------------------------------------- symlinked output folders: writes
+
+# each command and the subfolder of the run it writes into (train --resume: figures/ every epoch)
+WRITES = {"train": "figures", "explain": "explain", "evaluate": "evaluation",
+          "sample": "samples", "fit": "samplers", "tensorboard": "tensorboard"}
+
+
+def _writer(name: str, run_dir: Path, data: Path) -> list[str]:
+    return {"train": ["train", "--out", str(run_dir), "--resume", "--epochs", "3", "--quiet"],
+            "explain": ["explain", str(run_dir)],
+            "evaluate": ["evaluate", str(run_dir), "--n", "10", "--samplers", "normal"],
+            "sample": ["sample", str(run_dir), "--n", "4"],  # default --out: RUN/samples/normal.png
+            "fit": ["sample", str(run_dir), "--sampler", "gaussian", "--n", "4", "--out",
+                    str(run_dir / "g.png")],
+            # a new run over this one (a resume would refuse the changed flag first)
+            "tensorboard": ["train", "--data-dir", str(data), "--out", str(run_dir), "--force", "--quiet",
+                            "--epochs", "1", "--latent-dim", "4", "--batch-size", "50",
+                            "--tensorboard"]}[name]
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+@pytest.mark.parametrize("kind", ["symlink to a folder outside", "a file"])
+def test_an_output_folder_that_is_a_symlink_or_a_file_is_never_written_through(base, run, tmp_path, capsys,
+                                                                               name, kind):
+    folder = run / WRITES[name]
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if kind == "a file":
+        folder.write_text("not a folder")
+    else:
+        _symlink(folder, str(outside))
+    code, lines = run_main(_writer(name, run, base["data"]), capsys)
+    assert list(outside.iterdir()) == []
+    assert 1 <= len(lines) <= 3 and WRITES[name] in lines[-1], lines
+    # refused; only a sampler's cache may fail to save while its samples are written
+    assert code != 0 or (name == "fit" and "not saved" in lines[-1]), (code, lines)
+    if kind == "a file":
+        assert folder.read_text() == "not a folder"
+
+
+def test_a_symlink_planted_as_the_temp_file_is_not_written_through(run, tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    _symlink(run / ".report.html.tmp", str(victim))
+    code, lines = run_main(["report", str(run)], capsys)
+    assert victim.read_text() == "keep me"
+    assert code == 0 or len(lines) <= 3, lines
+
+
 # ---------------------------------------------------------------- huge arguments, odd paths
 
 @pytest.mark.parametrize("argv, words", [

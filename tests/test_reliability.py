@@ -242,7 +242,7 @@ def test_save_checkpoint_failure_leaves_the_old_one(tmp_path, monkeypatch, failu
 
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
-    target = {"open": (aelab.files, "open"), "fsync": (os, "fsync"), "replace": (os, "replace")}
+    target = {"open": (os, "open"), "fsync": (os, "fsync"), "replace": (os, "replace")}
     with monkeypatch.context() as m:
         m.setattr(*target[failure], fail, raising=False)
         with pytest.raises(RunError, match=f"cannot write {path}: {os.strerror(code)}; the previous "
@@ -258,13 +258,13 @@ def test_read_only_checkpoint_during_training_is_one_line(data_dir, tmp_path, mo
     out = tmp_path / "run"
     assert main(train_args(data_dir, out, epochs=1, checkpoint_minutes="10")) == 0
     capsys.readouterr()
-    real_open = open
+    real_open = os.open  # what aelab.files opens its temp files with
 
     def read_only_for_checkpoints(file, *args, **kwargs):
         if str(file).endswith(".checkpoint.safetensors.tmp"):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
         return real_open(file, *args, **kwargs)
-    monkeypatch.setattr(aelab.files, "open", read_only_for_checkpoints, raising=False)
+    monkeypatch.setattr(os, "open", read_only_for_checkpoints)
     assert main(resume_args(out, "--epochs", "2")) == 1
     line = one_line(capsys.readouterr().err)
     assert line == (f"aelab: error: cannot write {out}/checkpoint.safetensors: Read-only file system; "

@@ -32,7 +32,7 @@ from .data import ImageData, load_dataset
 from .data.images import to_float_images
 from .engine import Interrupted
 from .errors import AelabError, RunError
-from .files import atomic_write_text, write_json
+from .files import atomic_write_text, writable_dir, write_json
 from .models import KINDS, MODELS, parameter_count
 from .presets import resolve_config
 from .records import check_final
@@ -204,7 +204,7 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
     from .figures.compare import write_compare_figures
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out)
     if n_samples < 0 or n_samples == 1:
         raise AelabError(f"--n {n_samples} must be 0 (no FID) or at least 2")
     configs = {e: entry_config(e, epochs, data_dir, dataset, seed) for e in grid}

@@ -26,7 +26,7 @@ import torch
 from .classifier import load_or_train_classifier
 from .data.images import to_float_images
 from .figures import grid_figure, interpolation_figure, save_figure
-from .files import write_json
+from .files import writable_dir, write_json
 from .metrics import pca_baseline, reconstruction_metrics
 from .run import Run, load_run
 from .samplers.fitting import applicable_samplers, models_preactivation, run_data, sample_codes
@@ -67,6 +67,7 @@ def evaluate_run(run_dir: str | Path, n: int = 5000, samplers: list[str] | None 
     the JSON. `components` sets the gmm sampler's mixture size (default: the sampler's own).
     """
     run = load_run(run_dir, device=device)
+    writable_dir(run.path / "evaluation")  # refuse a symlinked or broken folder before the work
     data = run_data(run)
     classifier, accuracy = load_or_train_classifier(data)
     _log(f"aelab: digit classifier test accuracy {accuracy:.4f}")

@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import AelabError, RunError
 from .extras import install_hint
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, writable_dir
 from .run import load_run
 
 __all__ = ["export_onnx"]
@@ -71,7 +71,7 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     run = load_run(run_dir, device="cpu")
     out = Path(out_dir)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        writable_dir(out)
         if not os.access(out, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as e:

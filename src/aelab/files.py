@@ -6,8 +6,14 @@ never half of one: the bytes go to a hidden temp file in the same folder, are fs
 only then renamed over the target (and the folder is fsynced). A disk that refuses the write
 is one `RunError` line naming the file; the temp file is removed.
 
+Inside a run folder (the nearest folder above the file holding `.aelab-run` or `config.json`)
+writes go through real folders only: a subfolder such as `figures/` or `explain/` that is a
+symlink, or not a folder, is refused (`writable_dir`), so a damaged or hostile run cannot make
+aelab write outside it. The run folder itself may be a symlink: that is the user's choice of path.
+
     atomic_write_bytes("runs/a/model.safetensors", data)
     write_json("runs/a/evaluation.json", {"mse": 0.01})
+    out = writable_dir("runs/a/explain")    # created if missing; RunError if a symlink
 """
 
 from __future__ import annotations
@@ -23,7 +29,54 @@ from typing import Any
 from .errors import AelabError, RunError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "figure_png_bytes", "read_inside",
-           "check_inside", "check_regular_file", "is_file_inside", "parse_json", "user_path"]
+           "check_inside", "check_regular_file", "is_file_inside", "parse_json", "user_path",
+           "writable_dir", "RUN_MARKERS"]
+
+RUN_MARKERS = (".aelab-run", "config.json")  # a folder holding either is a run folder
+
+
+def _run_root(directory: Path) -> Path | None:
+    """The nearest folder at or above `directory` (as written, symlinks not resolved) that holds a
+    run marker as a regular file, or None."""
+    for folder in (directory, *directory.parents):
+        for marker in RUN_MARKERS:
+            try:
+                if stat.S_ISREG(os.lstat(folder / marker).st_mode):
+                    return folder
+            except OSError:
+                continue
+    return None
+
+
+def writable_dir(directory: str | Path) -> Path:
+    """`directory`, created if missing; below a run folder, every part of it must be a real folder
+    (not a symlink, not a file), else one `RunError` naming the part."""
+    directory = Path(directory).absolute()
+    root = _run_root(directory)
+    try:
+        if root is None:
+            blocker = next((p for p in (directory, *directory.parents)
+                            if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                raise RunError(f"{blocker} is not a folder")
+            directory.mkdir(parents=True, exist_ok=True)
+            return directory
+        current = root
+        for part in directory.relative_to(root).parts:
+            current = current / part
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                current.mkdir()
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise RunError(f"{current} is a symlink; aelab writes only into real folders inside "
+                               f"the run folder {root}")
+            if not stat.S_ISDIR(st.st_mode):
+                raise RunError(f"{current} is not a folder")
+    except OSError as e:
+        raise RunError(f"cannot create {directory}: {e.strerror or e}") from None
+    return directory
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -31,8 +84,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        writable_dir(path.parent)
+    except RunError as e:
+        raise RunError(f"cannot write {path}: {e}") from None
+    try:
+        # O_NOFOLLOW: a symlink planted under the temp name is refused, not written through
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -30,7 +30,15 @@ from safetensors.torch import save
 from .checks import is_finite
 from .config import Config, config_from_dict
 from .errors import AelabError, DivergedError, RunError
-from .files import atomic_write_bytes, check_regular_file, is_file_inside, parse_json, read_inside, write_json
+from .files import (
+    atomic_write_bytes,
+    check_regular_file,
+    is_file_inside,
+    parse_json,
+    read_inside,
+    writable_dir,
+    write_json,
+)
 from .records import check_data_record, check_metrics
 
 __all__ = ["RunDir", "read_weights", "MARKER"]
@@ -70,6 +78,9 @@ class RunDir:
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
+            for folder in (f for f in OUTPUTS if f != "."):  # now, not after an epoch's work
+                if (self.path / folder).exists() or (self.path / folder).is_symlink():
+                    writable_dir(self.path / folder)
             self._remove_outputs(("samplers",))  # fitted to codes of weights about to change
             if (self.path / "final.json").is_file():  # scored on those weights too
                 (self.path / "final.json").unlink()
@@ -87,8 +98,8 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             if force:
                 self._remove_outputs()
-            self.figures.mkdir(exist_ok=True)
             atomic_write_bytes(self.path / MARKER, b"aelab run folder\n")
+            writable_dir(self.figures)
         except OSError as e:
             raise RunError(f"cannot create run folder {self.path}: {e.strerror or e}") from None
 

@@ -30,6 +30,7 @@ from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, 
 from .errors import AelabError
 from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
+from .files import writable_dir
 from .models import create_model, model_warning
 from .optim import LayerAdam, make_optimizer, supports_layer_adam
 from .report import refresh_report
@@ -265,4 +266,5 @@ def _tensorboard(run_dir: RunDir, cfg: Config):  # -> SummaryWriter | None
     except ImportError:
         raise AelabError("--tensorboard needs the tensorboard package: "
                          + install_hint("tensorboard")) from None
-    return SummaryWriter(log_dir=str(run_dir.path / "tensorboard"))
+    # tensorboard opens its files itself: make sure the folder is a real one inside the run first
+    return SummaryWriter(log_dir=str(writable_dir(run_dir.path / "tensorboard")))

@@ -14,7 +14,7 @@ import numpy as np
 
 from aelab.figures import latent as lf
 from aelab.figures.plane import code_scatter, manifold_figure
-from aelab.files import atomic_write_text
+from aelab.files import atomic_write_text, writable_dir
 from aelab.plane import GRID, plane_grid
 
 from .stats import (
@@ -43,7 +43,7 @@ def write_explain(out_dir, train_codes, train_labels, valid_codes, noise_codes,
     the decoder's images over the code plane too.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir)
     train = as_codes(train_codes, "train_codes")
     labels = np.asarray(train_labels).reshape(-1)
     stats = latent_stats(train, labels)
