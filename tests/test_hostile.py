@@ -442,6 +442,31 @@ def test_an_output_folder_that_is_a_symlink_or_a_file_is_never_written_through(b
         assert folder.read_text() == "not a folder"
 
 
+def test_a_symlinked_folder_above_the_run_is_the_users_choice(base, tmp_path, capsys):
+    """A project folder with its own config.json and runs/ symlinked to other storage: a new run
+    trains there, and its own subfolders are checked below the run folder only."""
+    project, storage = tmp_path / "project", tmp_path / "storage"
+    project.mkdir()
+    storage.mkdir()
+    (project / "config.json").write_text("{}")
+    (project / "runs").symlink_to(storage)
+    code, lines = run_main(["train", "--data-dir", str(base["data"]), "--out", str(project / "runs" / "a"),
+                            "--quiet", "--epochs", "1", "--latent-dim", "4", "--batch-size", "50"], capsys)
+    assert code == 0, lines
+    assert (storage / "a" / "figures" / "loss.png").is_file()
+    assert main(["explain", str(project / "runs" / "a")]) == 0
+    assert (storage / "a" / "explain" / "explain.md").is_file()
+
+
+def test_a_run_without_its_marker_is_still_guarded(run, tmp_path, capsys):
+    (run / ".aelab-run").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _symlink(run / "explain", str(outside))
+    assert "explain is a symlink" in assert_refused(["explain", str(run)], capsys)
+    assert list(outside.iterdir()) == []
+
+
 def test_a_symlink_planted_as_the_temp_file_is_not_written_through(run, tmp_path, capsys):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")

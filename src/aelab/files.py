@@ -6,10 +6,11 @@ never half of one: the bytes go to a hidden temp file in the same folder, are fs
 only then renamed over the target (and the folder is fsynced). A disk that refuses the write
 is one `RunError` line naming the file; the temp file is removed.
 
-Inside a run folder (the nearest folder above the file holding `.aelab-run` or `config.json`)
-writes go through real folders only: a subfolder such as `figures/` or `explain/` that is a
-symlink, or not a folder, is refused (`writable_dir`), so a damaged or hostile run cannot make
-aelab write outside it. The run folder itself may be a symlink: that is the user's choice of path.
+Inside a run folder (the nearest folder above the file holding `.aelab-run`, or `config.json`
+beside weights or a checkpoint) writes go through real folders only: a subfolder such as
+`figures/` or `explain/` that is a symlink, or not a folder, is refused (`writable_dir`), so a
+damaged or hostile run cannot make aelab write outside it. The run folder itself may be a
+symlink, and so may any folder above it: that is the user's choice of path.
 
     atomic_write_bytes("runs/a/model.safetensors", data)
     write_json("runs/a/evaluation.json", {"mse": 0.01})
@@ -32,19 +33,25 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "figure_png_
            "check_inside", "check_regular_file", "is_file_inside", "parse_json", "user_path",
            "writable_dir", "RUN_MARKERS"]
 
-RUN_MARKERS = (".aelab-run", "config.json")  # a folder holding either is a run folder
+# a run folder holds the first, or (written before it existed, or with it deleted) the config beside
+# weights or a checkpoint: a project folder's own config.json does not make it one
+RUN_MARKERS = (".aelab-run", ("config.json", "model.safetensors"), ("config.json", "checkpoint.safetensors"))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _run_root(directory: Path) -> Path | None:
-    """The nearest folder at or above `directory` (as written, symlinks not resolved) that holds a
-    run marker as a regular file, or None."""
+    """The nearest folder at or above `directory` (as written, symlinks not resolved) that is a run
+    folder by `RUN_MARKERS`, or None."""
     for folder in (directory, *directory.parents):
         for marker in RUN_MARKERS:
-            try:
-                if stat.S_ISREG(os.lstat(folder / marker).st_mode):
-                    return folder
-            except OSError:
-                continue
+            if all(_is_regular(folder / name) for name in ((marker,) if isinstance(marker, str) else marker)):
+                return folder
     return None
 
 
