@@ -228,6 +228,15 @@ def test_watch_reports_a_sharp_slowdown_once_and_keeps_the_setting():
             in lines[0]) and "--threads 1 --matmul torch" in lines[0]
 
 
+def test_watch_ignores_the_jitter_of_very_short_epochs():
+    """Tiny runs (tests, smoke runs): 0.06 -> 0.1 s is 1.6x, but no slowdown anyone should hear of."""
+    probe, lines = _FakeProbe(), []
+    watch = threads.Watch(probe, chosen=(2, "onednn"), limit=2, log=lines.append)
+    said = [watch.epoch_done({"epoch": e, "seconds": s}) for e, s in enumerate([0.06, 0.1, 0.4], 1)]
+    assert said == [None] * 3
+    assert probe.calls == 0 and lines == []
+
+
 def _cpu_ticks() -> dict[str, int]:
     ticks = {}
     for task in Path("/proc/self/task").iterdir():

@@ -50,6 +50,7 @@ __all__ = ["Setting", "available_cores", "thread_limit", "candidates", "matmul_l
 Setting = tuple[int, str]   # (CPU threads, matmul backend)
 TIE = 0.03          # a larger count must be more than 3% faster than a smaller one to be chosen
 SLOWER = 1.5        # an epoch this much slower than the fastest so far is reported ...
+SLOWER_BY_S = 1.0   # ... and by at least this many seconds (a 0.1 s epoch's jitter is no news) ...
 RECOVERED = 1.2     # ... once, until one is back within this of the fastest
 
 
@@ -284,9 +285,9 @@ class Watch:
         seconds = record["seconds"]
         if seconds <= RECOVERED * self.fastest:
             self.reported = False
-        slower = seconds / self.fastest
+        slower, by = seconds / self.fastest, seconds - self.fastest
         self.fastest = min(self.fastest, seconds)
-        if self.reported or not slower > SLOWER:
+        if self.reported or not (slower > SLOWER and by >= SLOWER_BY_S):
             return None
         self.reported = True
         line = (f"aelab: warning: epoch {record['epoch']} took {seconds:.1f} s, {slower:.1f}x the fastest "
