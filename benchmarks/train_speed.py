@@ -58,13 +58,13 @@ import torch  # each child's OpenMP wait policy comes from the environment its p
 import aelab
 from aelab.cli import wait_policy
 from aelab.data import ImageData, load_dataset
-from aelab.dense_step import DenseStep, supports
+from aelab.dense_step import DenseStep
 from aelab.engine import evaluate_loss
 from aelab.matmul import MATMULS, available_backends
 from aelab.models import create_model
 from aelab.presets import resolve_config
 from aelab.threads import candidates
-from aelab.training import train
+from aelab.training import train, trains_by_hand
 
 BASELINE_BATCH = 128   # the tutorial's DataLoader batch size
 VALID_BATCH = 1000     # aelab.engine.evaluate_loss's batch size, used for the validation floor
@@ -306,9 +306,8 @@ def aelab_training(data: ImageData, epochs: int, seed: int, device: torch.device
     with_io_cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
     valid_u8, model = data.test_images.to(device), run.model.to(device)
     # the validation pass as training ran it: a hand-written run's through its products, at its threads
-    hand_written = (device.type == "cpu" and supports(model) and cfg.train.precision == "fp32"
-                    and not cfg.train.compile)
-    loss_fn = DenseStep(model, threads.get("matmul") or "torch").evaluate if hand_written else None
+    by_hand = trains_by_hand(cfg, model, device)
+    loss_fn = DenseStep(model, threads.get("matmul") or "torch").evaluate if by_hand else None
     valid, old_threads = [], torch.get_num_threads()
     torch.set_num_threads(threads.get("chosen") or old_threads)
     for _ in range(3):

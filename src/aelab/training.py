@@ -106,8 +106,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             torch.manual_seed(cfg.train.seed + rank)  # VAE noise differs across ranks
         optimizer = make_optimizer(model, cfg.train.lr, device, cfg.train.decoder_weight_decay)
         # on CPU, the hand-written step of the dense AE is 10-15% faster than autograd, same result
-        hand_written = (world == 1 and device.type == "cpu" and not cfg.train.compile
-                        and cfg.train.precision == "fp32" and dense_step.supports(model))
+        hand_written = trains_by_hand(cfg, model, device, world)
         probe = (threads.StepProbe(model, data.train_images, cfg.train.batch_size, cfg.train.lr,
                                    hand_written=hand_written, precision=cfg.train.precision)
                  if device.type == "cpu" else None)
@@ -215,6 +214,13 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     return load_run(run_dir.path, device="cpu")
+
+
+def trains_by_hand(cfg: Config, model: nn.Module, device: torch.device, world: int = 1) -> bool:
+    """Whether `train` runs this model through `aelab.dense_step` (and its validation pass through
+    the step's products) rather than autograd: the dense AE, one CPU process, fp32, not compiled."""
+    return (world == 1 and device.type == "cpu" and not cfg.train.compile
+            and cfg.train.precision == "fp32" and dense_step.supports(model))
 
 
 def final_record(model: nn.Module, metrics: list[dict], split: Split, data: ImageData,
