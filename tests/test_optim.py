@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from aelab.checks import all_finite
 from aelab.dense_step import DenseStep
@@ -115,5 +116,11 @@ def test_supports_only_plain_fused_adam():
     hooked = torch.optim.Adam(params, lr=1e-3, fused=True)
     hooked.register_step_pre_hook(lambda *a: None)
     assert not supports_layer_adam(hooked)
+    handle = register_optimizer_step_pre_hook(lambda *a: None)  # a hook on every optimizer
+    try:
+        assert not supports_layer_adam(torch.optim.Adam(params, lr=1e-3, fused=True))
+    finally:
+        handle.remove()
+    assert supports_layer_adam(torch.optim.Adam(params, lr=1e-3, fused=True))
     with pytest.raises(ValueError, match="fused=True"):
         LayerAdam(torch.optim.Adam(params, lr=1e-3, foreach=True))

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import optimizer as torch_optimizer  # for the step hooks of every optimizer
 
 __all__ = ["make_optimizer", "LayerAdam", "supports_layer_adam"]
 
@@ -45,10 +46,13 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device,
 
 def supports_layer_adam(optimizer: torch.optim.Optimizer) -> bool:
     """True for a plain `torch.optim.Adam` on the fused kernel: no amsgrad, maximize, capturable,
-    differentiable or decoupled weight decay, a float learning rate, no step hooks, no grad scaler."""
+    differentiable or decoupled weight decay, a float learning rate, no step hooks (its own or
+    global ones: they would never fire), no grad scaler."""
     if type(optimizer) is not torch.optim.Adam or not hasattr(torch, "_fused_adam_"):
         return False
     if (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+            or getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
+            or getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
             or getattr(optimizer, "grad_scale", None) is not None
             or getattr(optimizer, "found_inf", None) is not None):
         return False
