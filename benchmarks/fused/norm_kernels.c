@@ -77,11 +77,11 @@ void bn_backward(const float *R g, const float *R y, const float *R z, long n, l
     else backward(g, y, z, n, c, mean, invstd, gamma, 0, dz, dgamma, dbeta, dbias, work);
 }
 
-/* Rows idx of a uint8 (N, d) array as float / 255 into out (n, d): the batch. */
+/* Rows idx of a uint8 (N, d) array divided by 255 (as ToTensor) into out (n, d): the batch. */
 void gather_u8(const unsigned char *R src, const long *R idx, long n, long d, float *R out) {
     for (long i = 0; i < n; i++) {
         const unsigned char *R s = src + idx[i] * d; float *R o = out + i * d;
-        for (long j = 0; j < d; j++) o[j] = s[j] * (1.0f / 255.0f);
+        for (long j = 0; j < d; j++) o[j] = s[j] / 255.0f;
     }
 }
 
