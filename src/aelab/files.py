@@ -24,6 +24,7 @@ import io
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ def _run_root(directory: Path) -> Path | None:
     return None
 
 
+def _walk_below(root: Path, rel: Path) -> Iterator[tuple[Path, os.stat_result | None]]:
+    """Each path from `root` down to `root / rel`, one part at a time, with its lstat (symlinks
+    not followed), or None where it does not exist (each read after the caller saw the one above)."""
+    current = root
+    for part in rel.parts:
+        current = current / part
+        try:
+            st: os.stat_result | None = os.lstat(current)
+        except FileNotFoundError:
+            st = None
+        yield current, st
+
+
 def writable_dir(directory: str | Path) -> Path:
     """`directory`, created if missing; below a run folder, every part of it must be a real folder
     (not a symlink, not a file), else one `RunError` naming the part."""
@@ -68,18 +82,13 @@ def writable_dir(directory: str | Path) -> Path:
                 raise RunError(f"{blocker} is not a folder")
             directory.mkdir(parents=True, exist_ok=True)
             return directory
-        current = root
-        for part in directory.relative_to(root).parts:
-            current = current / part
-            try:
-                st = os.lstat(current)
-            except FileNotFoundError:
+        for current, st in _walk_below(root, directory.relative_to(root)):
+            if st is None:
                 current.mkdir()
-                continue
-            if stat.S_ISLNK(st.st_mode):
+            elif stat.S_ISLNK(st.st_mode):
                 raise RunError(f"{current} is a symlink; aelab writes only into real folders inside "
                                f"the run folder {root}")
-            if not stat.S_ISDIR(st.st_mode):
+            elif not stat.S_ISDIR(st.st_mode):
                 raise RunError(f"{current} is not a folder")
     except OSError as e:
         raise RunError(f"cannot create {directory}: {e.strerror or e}") from None
@@ -189,17 +198,14 @@ def check_inside(path: str | Path, root: str | Path) -> None:
         raise RunError(f"{path} is outside {root}") from None
     if ".." in rel.parts:
         raise RunError(f"{path} is outside {root}")
-    current = root
-    for part in rel.parts:
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            return  # the caller reports a missing file in its own words
-        except OSError as e:
-            raise RunError(f"cannot read {current}: {e.strerror or e}") from None
-        if stat.S_ISLNK(st.st_mode):
-            raise RunError(f"{current} is a symlink; aelab reads only files inside the run folder")
+    try:
+        for current, st in _walk_below(root, rel):
+            if st is None:
+                return  # the caller reports a missing file in its own words
+            if stat.S_ISLNK(st.st_mode):
+                raise RunError(f"{current} is a symlink; aelab reads only files inside the run folder")
+    except OSError as e:
+        raise RunError(f"cannot read {e.filename or path}: {e.strerror or e}") from None
 
 
 def check_regular_file(path: str | Path, root: str | Path, max_bytes: int, missing: str) -> None:
