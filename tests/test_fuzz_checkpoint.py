@@ -332,6 +332,12 @@ def test_wrong_shape_checkpoint_is_refused_on_resume(real_run, tiny_data, tmp_pa
     assert "size mismatch for encoder.0.0.weight" in one_line(capsys)
 
 
+def _edit_params(state: dict, edit) -> None:
+    groups = [dict(g) for g in state["param_groups"]]
+    groups[0]["params"] = edit(list(groups[0]["params"]))
+    state["param_groups"] = groups
+
+
 def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
     """A checkpoint with a valid checksum whose content lies (anyone can recompute SHA-256)."""
     tensors, state = dict(tensors), dict(state)
@@ -364,6 +370,15 @@ def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
         "step negative": lambda: tensors.update({"optim.1.step": torch.tensor(-3.0)}),
         "step beyond the run's": lambda: tensors.update({"optim.1.step": torch.tensor(1e30)}),
         "step a fraction": lambda: tensors.update({"optim.1.step": torch.tensor(2.5)}),
+        # Adam's loader maps each saved moment to a parameter through param_groups' id lists: a
+        # permuted list hands a weight the moment of a bias (the fused kernel reads past its end)
+        "param ids permuted": lambda: _edit_params(state, lambda ids: [ids[1], ids[0], *ids[2:]]),
+        "param ids repeated": lambda: _edit_params(state, lambda ids: [ids[0], ids[0], *ids[2:]]),
+        "param ids strings": lambda: _edit_params(state, lambda ids: [str(i) for i in ids]),
+        "an extra param group": lambda: state.update(param_groups=[*state["param_groups"],
+                                                                   state["param_groups"][0]]),
+        "step infinite": lambda: state.update(step=float("inf")),
+        "step a float": lambda: state.update(step=float(state["step"])),
     }
     edits[case]()
     return tensors, state
@@ -381,7 +396,8 @@ def _hostile(tensors: dict, state: dict, case: str) -> tuple[dict, dict]:
     "epoch_step beyond the epoch",
     "moment transposed", "moment too short", "moment of ints", "second moment negative", "moment missing",
     "state for a parameter the model lacks", "step a vector", "step negative", "step beyond the run's",
-    "step a fraction",
+    "step a fraction", "param ids permuted", "param ids repeated", "param ids strings",
+    "an extra param group", "step infinite", "step a float",
 ])
 def test_checksummed_but_lying_state_is_refused_on_resume(real_run, original, tmp_path, capsys, case):
     run = tmp_path / "run"
@@ -394,6 +410,22 @@ def test_checksummed_but_lying_state_is_refused_on_resume(real_run, original, tm
     assert rc == 1
     line = one_line(capsys)
     assert "checkpoint" in line and "lower --lr" not in line, line  # refused, not trained until it diverged
+
+
+@pytest.mark.parametrize("flags", [{"maximize": True}, {"amsgrad": True}, {"differentiable": True},
+                                   {"fused": False, "foreach": True}, {"capturable": True}])
+def test_optimizer_flags_come_from_the_config_not_the_checkpoint(real_run, original, tmp_path, flags):
+    """A checkpoint's Adam flags are ignored: resume trains exactly as from the honest file (a
+    saved maximize=True trained the loss up; amsgrad=True was a KeyError traceback)."""
+    honest, forged = tmp_path / "honest", tmp_path / "forged"
+    shutil.copytree(real_run, honest)
+    shutil.copytree(real_run, forged)
+    state = dict(original[2])
+    state["param_groups"] = [{**g, **flags} for g in state["param_groups"]]
+    save_checkpoint(forged / "checkpoint.safetensors", original[1], state)
+    for run in (honest, forged):
+        assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert (honest / "model.safetensors").read_bytes() == (forged / "model.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("name", ["optim.1.exp_avg", "model.encoder.0.0.weight"])

@@ -476,6 +476,55 @@ def test_a_symlink_planted_as_the_temp_file_is_not_written_through(run, tmp_path
     assert code == 0 or len(lines) <= 3, lines
 
 
+def test_a_subfolder_symlinked_to_another_run_is_still_a_symlink(run, tmp_path, capsys):
+    """figures/ -> a folder with its own run marker: the marker there does not make it a run root."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / ".aelab-run").write_text("")
+    (victim / "loss.png").write_text("keep me")
+    shutil.rmtree(run / "figures")
+    _symlink(run / "figures", str(victim))
+    assert "figures is a symlink" in assert_refused(command("train", run, tmp_path), capsys)
+    assert sorted(p.name for p in victim.iterdir()) == [".aelab-run", "loss.png"]
+    assert (victim / "loss.png").read_text() == "keep me"
+
+
+def test_a_hard_link_planted_as_the_temp_file_is_not_written_through(run, tmp_path, capsys):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    os.link(outside, run / ".report.html.tmp")
+    code, lines = run_main(["report", str(run)], capsys)
+    assert code == 0, lines
+    assert outside.read_text() == "keep me"
+    assert (run / "report.html").read_text().startswith("<!")
+
+
+def _aelab(argv: list[str]) -> subprocess.CompletedProcess:
+    """A real process with a time limit: a FIFO opened for reading or writing would block forever."""
+    return subprocess.run([sys.executable, "-m", "aelab", *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "AELAB_MATMUL": "torch"})
+
+
+def test_a_fifo_planted_as_the_temp_file_does_not_block(run):
+    os.mkfifo(run / ".report.html.tmp")
+    done = _aelab(["report", str(run)])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (run / "report.html").is_file()
+
+
+def test_a_planted_lock_file_is_refused_without_writing_through(run, tmp_path, capsys):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    os.link(outside, run / ".lock")
+    assert "is not a plain file" in assert_refused(command("train", run, tmp_path), capsys)
+    assert outside.read_text() == "keep me"
+    (run / ".lock").unlink()
+    os.mkfifo(run / ".lock")
+    done = _aelab(command("train", run, tmp_path))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1 and "is not a plain file" in lines[0], done.stderr
+
+
 # ---------------------------------------------------------------- huge arguments, odd paths
 
 @pytest.mark.parametrize("argv, words", [

@@ -162,18 +162,18 @@ def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model:
         bad = next((k for k, v in tensors.items() if v.is_floating_point() and not is_finite(v)), None)
         if bad is not None:
             raise ValueError(f"{bad} holds NaN or infinity")
-        _check_adam_state(opt_state, optimizer, int(meta["step"]))
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        groups = _checked_param_groups(meta["param_groups"], optimizer)
+        _check_adam_state(opt_state, optimizer, _count(meta, "step"))
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         torch.set_rng_state(tensors["rng.torch"])
         data_gen.set_state(tensors["rng.data"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
-        state = TrainState(epoch=int(meta["epoch"]), step=int(meta["step"]),
-                           metrics=list(meta["metrics"]), epoch_step=int(meta["epoch_step"]),
+        state = TrainState(epoch=_count(meta, "epoch"), step=_count(meta, "step"),
+                           metrics=list(meta["metrics"]), epoch_step=_count(meta, "epoch_step"),
                            epoch_seconds=float(meta["epoch_seconds"]))
         # the checksum proves the file is whole, not that its author was honest: check the state
         check_metrics(state.metrics, "the checkpoint's metrics")
-        _check_param_groups(meta["param_groups"])
         epochs = [m.get("epoch") if isinstance(m, dict) else None for m in state.metrics]
         if epochs != list(range(1, len(epochs) + 1)) or state.epoch != len(epochs):
             raise ValueError(f"epoch {state.epoch} does not match its {len(epochs)} metrics records")
@@ -218,15 +218,39 @@ def _check_adam_state(opt_state: dict[int, dict[str, torch.Tensor]], optimizer: 
                 raise ValueError(f"optimizer state {i}: {name} is negative")
 
 
-def _check_param_groups(groups: Any) -> None:
-    """Adam's saved hyperparameters: numbers where numbers belong (lr, eps, betas, weight_decay)."""
+def _count(meta: dict[str, Any], key: str) -> int:
+    """A whole number of the checkpoint's state (epoch, step, epoch_step), not a float or a bool."""
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} {value!r:.40} is not a whole number")
+    return value
+
+
+HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")  # what a checkpoint restores of a group
+
+
+def _checked_param_groups(groups: Any, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """The groups to load: the live optimizer's, with the saved hyperparameters (numbers where
+    numbers belong).
+
+    The saved groups must list the live groups' parameters in the same order: Adam's loader maps
+    each saved moment to a parameter through those lists, and a permuted list would hand a weight
+    the moment of a bias (its fused kernel then reads past that moment's end). Flags (amsgrad,
+    maximize, fused, ...) come from the live optimizer, which the run's config built, never from
+    the file: a saved `maximize` would train the loss up.
+    """
+    live = optimizer.state_dict()["param_groups"]
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise ValueError("the optimizer's param_groups are not a list of objects")
+    if len(groups) != len(live) or any(g.get("params") != w["params"] for g, w in zip(groups, live)):
+        raise ValueError(f"the optimizer's param_groups list other parameters than this model's "
+                         f"{sum(len(w['params']) for w in live)} in {len(live)} group(s)")
     for g in groups:
         betas = g.get("betas")
         if not all(is_number(g.get(k)) for k in ("lr", "eps", "weight_decay")) or not (
                 isinstance(betas, list) and len(betas) == 2 and all(is_number(b) for b in betas)):
             raise ValueError("the optimizer's lr, eps, betas or weight_decay are not numbers")
+    return [{**w, **{k: g[k] for k in HYPERPARAMETERS}} for g, w in zip(groups, live)]
 
 
 def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

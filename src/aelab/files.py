@@ -6,7 +6,7 @@ never half of one: the bytes go to a hidden temp file in the same folder, are fs
 only then renamed over the target (and the folder is fsynced). A disk that refuses the write
 is one `RunError` line naming the file; the temp file is removed.
 
-Inside a run folder (the nearest folder above the file holding `.aelab-run`, or `config.json`
+Inside a run folder (the outermost folder above the file holding `.aelab-run`, or `config.json`
 beside weights or a checkpoint) writes go through real folders only: a subfolder such as
 `figures/` or `explain/` that is a symlink, or not a folder, is refused (`writable_dir`), so a
 damaged or hostile run cannot make aelab write outside it. The run folder itself may be a
@@ -47,13 +47,18 @@ def _is_regular(path: Path) -> bool:
 
 
 def _run_root(directory: Path) -> Path | None:
-    """The nearest folder at or above `directory` (as written, symlinks not resolved) that is a run
-    folder by `RUN_MARKERS`, or None."""
+    """The outermost folder at or above `directory` (as written, symlinks not resolved) that is a
+    run folder by `RUN_MARKERS`, or None.
+
+    Outermost, not nearest: a run's `figures/` symlinked to another run folder shows that folder's
+    markers, and taken as the root it would hide the symlink it is.
+    """
+    root = None
     for folder in (directory, *directory.parents):
         for marker in RUN_MARKERS:
             if all(_is_regular(folder / name) for name in ((marker,) if isinstance(marker, str) else marker)):
-                return folder
-    return None
+                root = folder
+    return root
 
 
 def _walk_below(root: Path, rel: Path) -> Iterator[tuple[Path, os.stat_result | None]]:
@@ -104,8 +109,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except RunError as e:
         raise RunError(f"cannot write {path}: {e}") from None
     try:
-        # O_NOFOLLOW: a symlink planted under the temp name is refused, not written through
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        # whatever holds the temp name (a torn write, or a planted hard link, FIFO or symlink) is
+        # removed, not opened: O_EXCL creates a new file or fails, O_NOFOLLOW refuses a symlink
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,10 +172,18 @@ class RunDir:
             os.close(fd)
 
     def _open_lock(self) -> int:
+        """The lock file, opened or created: a regular file with one name, else one `RunError` (a
+        planted hard link would have its target overwritten with the pid, a FIFO block the open)."""
         try:
-            return os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as e:
             raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise RunError(f"cannot lock {self.path}: {self.lockfile} is not a plain file of this run "
+                           f"folder (a link, pipe or device); remove it if no aelab is training here")
+        return fd
 
     def _same_file(self, fd: int) -> bool:
         try:
@@ -193,10 +202,12 @@ class RunDir:
     def _refuse_if_locked(self) -> None:
         """Raise `RunError` if a live process holds this folder's lock; never creates anything."""
         try:
-            fd = os.open(self.lockfile, os.O_RDONLY)
+            fd = os.open(self.lockfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return  # no lock file (or unreadable): nobody is training here
+            return  # no lock file (or unreadable, or a symlink): nobody is training here
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return  # a pipe or device: not a lock aelab took
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
