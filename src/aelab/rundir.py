@@ -172,17 +172,15 @@ class RunDir:
             os.close(fd)
 
     def _open_lock(self) -> int:
-        """The lock file, opened or created: a regular file with one name, else one `RunError` (a
-        planted hard link would have its target overwritten with the pid, a FIFO block the open)."""
+        """The lock file, opened or created: a plain file with one name (a planted hard link would get
+        the pid written into its target, a FIFO would block), else one `RunError`."""
         try:
             fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as e:
             raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        if not stat.S_ISREG((st := os.fstat(fd)).st_mode) or st.st_nlink != 1:
             os.close(fd)
-            raise RunError(f"cannot lock {self.path}: {self.lockfile} is not a plain file of this run "
-                           f"folder (a link, pipe or device); remove it if no aelab is training here")
+            raise RunError(f"cannot lock {self.path}: {self.lockfile} is not a plain file (a link or pipe?)")
         return fd
 
     def _same_file(self, fd: int) -> bool:
