@@ -178,7 +178,7 @@ class RunDir:
             fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as e:
             raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
-        if not stat.S_ISREG((st := os.fstat(fd)).st_mode) or st.st_nlink != 1:
+        if not stat.S_ISREG((st := os.fstat(fd)).st_mode) or st.st_nlink > 1:
             os.close(fd)
             raise RunError(f"cannot lock {self.path}: {self.lockfile} is not a plain file (a link or pipe?)")
         return fd
