@@ -67,6 +67,13 @@ def command(name: str, run_dir: Path, out: Path) -> list[str]:
             "export": ["export", str(run_dir), "--onnx", str(out / "onnx")]}[name]
 
 
+def aelab_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """`aelab ARGV` in a real process (where an escaping exception is a traceback on stderr), with
+    a time limit: a FIFO opened for reading or writing would block forever."""
+    return subprocess.run([sys.executable, "-m", "aelab", *argv], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "AELAB_MATMUL": "torch"})
+
+
 def assert_refused(argv: list[str], capsys, *words: str) -> str:
     code, lines = run_main(argv, capsys)
     assert code != 0, (argv, lines)
@@ -225,8 +232,7 @@ def test_non_finite_weights_exit_non_zero_in_a_real_process(run, tmp_path):
     _nan_weights(run)
     for name in ("evaluate", "sample"):
         argv = command(name, run, tmp_path) + (["--npy", str(tmp_path / "x.npy")] if name == "sample" else [])
-        done = subprocess.run([sys.executable, "-m", "aelab", *argv], capture_output=True, text=True,
-                              timeout=120)
+        done = aelab_process(argv)
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3
     assert not (tmp_path / "x.npy").exists()
@@ -499,15 +505,9 @@ def test_a_hard_link_planted_as_the_temp_file_is_not_written_through(run, tmp_pa
     assert (run / "report.html").read_text().startswith("<!")
 
 
-def _aelab(argv: list[str]) -> subprocess.CompletedProcess:
-    """A real process with a time limit: a FIFO opened for reading or writing would block forever."""
-    return subprocess.run([sys.executable, "-m", "aelab", *argv], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "AELAB_MATMUL": "torch"})
-
-
 def test_a_fifo_planted_as_the_temp_file_does_not_block(run):
     os.mkfifo(run / ".report.html.tmp")
-    done = _aelab(["report", str(run)])
+    done = aelab_process(["report", str(run)])
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert (run / "report.html").is_file()
 
@@ -520,7 +520,7 @@ def test_a_planted_lock_file_is_refused_without_writing_through(run, tmp_path, c
     assert outside.read_text() == "keep me"
     (run / ".lock").unlink()
     os.mkfifo(run / ".lock")
-    done = _aelab(command("train", run, tmp_path))
+    done = aelab_process(command("train", run, tmp_path))
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and "is not a plain file" in lines[0], done.stderr
 
