@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as torch_optimizer  # for the step hooks of every optimizer
 
-__all__ = ["make_optimizer", "LayerAdam", "supports_layer_adam"]
+__all__ = ["make_optimizer", "LayerAdam", "supports_layer_adam", "layer_adam"]
 
 
 def make_optimizer(model: nn.Module, lr: float, device: torch.device,
@@ -96,3 +96,9 @@ class LayerAdam:
                                lr=group["lr"], beta1=beta1, beta2=beta2,
                                weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
                                grad_scale=None, found_inf=None)
+
+
+def layer_adam(optimizer: torch.optim.Optimizer) -> LayerAdam | None:
+    """The layer-by-layer update for `optimizer` where it qualifies (`supports_layer_adam`), else None:
+    the one rule for training (`aelab.training`) and for the step `--threads auto` times."""
+    return LayerAdam(optimizer) if supports_layer_adam(optimizer) else None

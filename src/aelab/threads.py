@@ -42,7 +42,7 @@ from .dense_step import DenseStep
 from .engine import to_float_batch
 from .errors import AelabError
 from .matmul import AUTO, MATMULS, available_backends
-from .optim import LayerAdam, make_optimizer, supports_layer_adam
+from .optim import layer_adam, make_optimizer
 
 __all__ = ["Setting", "available_cores", "thread_limit", "candidates", "matmul_limit", "StepProbe",
            "choose", "resolve", "matmul_of", "Watch"]
@@ -128,7 +128,7 @@ class StepProbe:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
         params = list(model.parameters())
 
-        update = LayerAdam(optimizer) if self.hand_written and supports_layer_adam(optimizer) else None
+        update = layer_adam(optimizer) if self.hand_written else None
 
         def step_with(grads: DenseStep | None) -> Callable[[], None]:
             def step() -> None:

@@ -32,7 +32,7 @@ from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .files import writable_dir
 from .models import create_model, model_warning
-from .optim import LayerAdam, make_optimizer, supports_layer_adam
+from .optim import layer_adam, make_optimizer
 from .report import refresh_report
 from .run import Run, load_run, pick_device
 from .rundir import RunDir
@@ -149,8 +149,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         if hand_written:
             grads = dense_step.DenseStep(model, threads.matmul_of(cfg))
             valid_fn = grads.evaluate
-            if supports_layer_adam(optimizer):  # each layer's update right after its gradients
-                update = LayerAdam(optimizer)
+            if (update := layer_adam(optimizer)) is not None:  # each layer's right after its gradients
                 step_fn = functools.partial(grads.train_step, update=update)
             else:
                 grad_fn = grads
