@@ -356,6 +356,25 @@ def _check_interpolation(page, run, picked: dict) -> None:
     assert close(interp["images"], _decoded(run, interp["codes"]))
 
 
+def _check_keyboard_and_phone(page) -> None:
+    """A gallery digit picked from the keyboard alone (Tab onto it, Enter), then the page at a
+    phone's 375 px: nothing wider than the screen, so nothing needs sideways scrolling."""
+    gallery = page.evaluate("() => window.aelab.info.gallery")
+    page.focus("#random-digit")
+    for _ in range(3):  # backwards from the button after the gallery: its last three digits
+        page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    want = gallery[-3]
+    assert focused == f"a {want['label']}, validation digit {want['index']}"
+    page.keyboard.press("Enter")
+    _wait(page, f"{IDLE} && window.aelab.picked.index === {want['index']}")
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.wait_for_timeout(100)
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1], widths
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def _check_fitting(page, run) -> None:
     """The fit button (asked to fit only the gaussian: a gmm takes minutes here) then its samples."""
     page.route("**/api/fit", lambda route: route.continue_(post_data='{"samplers": ["gaussian"]}'))
@@ -396,6 +415,7 @@ def test_browser_draw_slide_map_interpolate_sample(run_dirs, mnist, tmp_path):
             _check_slider(page, run)
             picked = _check_map(page, run, run.encode(mnist.test_images[:2000]).numpy())
             _check_interpolation(page, run, picked)
+            _check_keyboard_and_phone(page)
             if not (run_dir / "samplers" / "gaussian.safetensors").exists():
                 _check_fitting(page, run)
             page.wait_for_timeout(300)

@@ -139,11 +139,14 @@
     });
     $("slider-reset").addEventListener("click", () => { for (const s of box.querySelectorAll("input")) s.value = 0; sliderDecode(); });
     $("random-digit").addEventListener("click", () => pick(Math.floor(Math.random() * S.info.n_map)).catch((e) => showMessage(e.message)));
-    S.info.gallery.forEach((g, i) => {
-      const fig = tile(S.info.gallery_images[i], false);
-      const c = fig.querySelector("canvas"); c.dataset.index = g.index; c.title = `a ${g.label}`;
-      c.addEventListener("click", () => pick(g.index).catch((e) => showMessage(e.message)));
-      $("gallery").append(fig);
+    S.info.gallery.forEach((g, i) => {  // buttons, so a keyboard reaches them (Tab, Enter)
+      const button = document.createElement("button"), fig = tile(S.info.gallery_images[i], false);
+      Object.assign(button, { type: "button", title: `a ${g.label}` });
+      button.setAttribute("aria-label", `a ${g.label}, validation digit ${g.index}`);
+      fig.querySelector("canvas").dataset.index = g.index;
+      button.append(fig);
+      button.addEventListener("click", () => pick(g.index).catch((e) => showMessage(e.message)));
+      $("gallery").append(button);
     });
   }
 
@@ -228,6 +231,7 @@
     if (!a || !b) return;
     paint($("interp-a"), a.image, false); paint($("interp-b"), b.image, false);
     const steps = Math.min(32, Math.max(2, Math.round(+$("steps").value) || 10));
+    $("steps").value = steps;  // show the count drawn (2 to 32), not what was typed
     const r = await api("interpolate", { a: a.code, b: b.code, steps });
     Object.assign(S.interp, { codes: r.codes, images: r.images, count: S.interp.count + 1 });
     $("interp-strip").replaceChildren(...r.images.map((img) => tile(img, true)));
