@@ -125,7 +125,19 @@ def test_train_errors_are_one_line(folders, capsys, tmp_path):
                            "--batch-size", "1"], capsys, "batch_size=1 must be at least 2")
     assert_one_error_line(["train", "--data-dir", str(folders["file"]), "--out", str(tmp_path / "c")],
                           capsys, "not a folder")
-    # a failed start leaves no run behind: the corrected command needs no --force
+    # a failed start leaves nothing behind: no folder (nor the parents it made), so the corrected
+    # command needs no --force, and a retry with the default --out adds no empty runs/<name>/
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(kept / "x" / "run")],
+                          capsys, "does not exist")
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "empty")],
+                          capsys, "does not exist")
+    assert (tmp_path / "empty").is_dir()  # a folder that was there before stays
     code, _ = run_main(["train", "--data-dir", str(data), "--out", str(tmp_path / "a"), "--epochs", "1",
                         "--latent-dim", "2", "--batch-size", "32", "--quiet", "--device", "cpu"], capsys)
     assert code == 0

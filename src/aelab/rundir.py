@@ -15,12 +15,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+from . import runlock
 from .checks import is_finite
 from .config import Config, config_from_dict
 from .errors import AelabError, DivergedError, RunError
@@ -75,7 +73,7 @@ class RunDir:
         Refuses first of all when another process holds the folder's lock, so `--force` never
         deletes the files of a run that is still training.
         """
-        self._refuse_if_locked()
+        runlock.refuse_if_held(self.path, self.lockfile)
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
@@ -127,6 +125,25 @@ class RunDir:
             if folder != "." and not any(base.iterdir()):
                 base.rmdir()
 
+    def remove_if_unused(self, top: Path) -> None:
+        """Remove what `prepare` created for a start that then failed (data missing, say): the
+        marker, an empty `figures/`, then each empty folder from this one up to `top` (the first
+        that did not exist before). Anything else in them keeps them."""
+        try:
+            if self.path.is_symlink() or not self.path.is_dir() or self._holds_files():
+                return
+            for p in (self.lockfile, self.path / MARKER):
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+            for folder in (self.figures, self.path, *self.path.parents):
+                if not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+                if folder == top:
+                    break
+        except OSError:
+            pass  # left as it was: a later start into it still works (_holds_files)
+
     def _holds_files(self) -> bool:
         """Anything beyond what a start that failed early leaves behind (`.lock`, an empty `figures/`)."""
         for p in self.path.iterdir():
@@ -135,86 +152,9 @@ class RunDir:
             return True
         return False
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold an exclusive lock so two processes never train into the same folder.
-
-        The kernel drops the lock when the process ends, however it ends (SIGKILL included), so a
-        stale `.lock` file never blocks a resume. The holder's pid is written into it for the
-        message the next process shows. A process that finishes removes the file while it still
-        holds the lock; one that opened the old file meanwhile sees it is gone and tries again.
-        """
-        for _ in range(5):
-            fd = self._open_lock()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                message = self._busy_message(fd)
-                os.close(fd)
-                raise RunError(message) from None
-            if self._same_file(fd):
-                break
-            os.close(fd)  # the holder removed the file we opened: lock the current one
-        else:
-            raise RunError(f"cannot lock {self.path}: its lock file keeps changing")
-        try:
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError:
-                pass  # the pid is only for the message; the lock itself is held
-            yield
-        finally:
-            try:
-                self.lockfile.unlink()  # still locked: nobody else holds it now
-            except OSError:
-                pass
-            os.close(fd)
-
-    def _open_lock(self) -> int:
-        """The lock file, opened or created: a plain file with one name (a planted hard link would get
-        the pid written into its target, a FIFO would block), else one `RunError`."""
-        try:
-            fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-        except OSError as e:
-            raise RunError(f"cannot lock {self.path}: {e.strerror or e}") from None
-        if not stat.S_ISREG((st := os.fstat(fd)).st_mode) or st.st_nlink > 1:
-            os.close(fd)
-            raise RunError(f"cannot lock {self.path}: {self.lockfile} is not a plain file (a link or pipe?)")
-        return fd
-
-    def _same_file(self, fd: int) -> bool:
-        try:
-            return os.fstat(fd).st_ino == os.stat(self.lockfile, follow_symlinks=False).st_ino
-        except OSError:
-            return False
-
-    def _busy_message(self, fd: int) -> str:
-        try:
-            pid = os.pread(fd, 32, 0).decode().strip()
-        except (OSError, UnicodeDecodeError):
-            pid = ""
-        holder = f" (pid {pid})" if pid.isdigit() else ""
-        return f"another process{holder} is training into {self.path}"
-
-    def _refuse_if_locked(self) -> None:
-        """Raise `RunError` if a live process holds this folder's lock; never creates anything."""
-        try:
-            fd = os.open(self.lockfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return  # no lock file (or unreadable, or a symlink): nobody is training here
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return  # a pipe or device: not a lock aelab took
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(self._busy_message(fd)) from None
-            except OSError:
-                return
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the folder's lock while training into it (`aelab.runlock.hold`)."""
+        return runlock.hold(self.path, self.lockfile)
 
     # --- files -----------------------------------------------------------------------------
     def write_json(self, path: Path, obj: Any) -> None:

@@ -12,8 +12,8 @@ import dataclasses
 import functools
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -87,6 +87,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(
             cfg.data, data_dir=str(Path(cfg.data.data_dir).expanduser().resolve())))
     say = log if rank == 0 else (lambda line: None)
+    created = _first_missing(run_dir.path) if rank == 0 and not resume else None
     if rank == 0:
         run_dir.prepare(resume=resume, force=force)  # drops final.json: it belongs to the old weights
         if (warning := model_warning(cfg.model)) and not resume:
@@ -94,7 +95,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     lock = run_dir.lock() if rank == 0 else nullcontext()
-    with lock:
+    with _removed_if_unused(run_dir, created), lock:
         data = data or load_dataset(cfg.data.dataset, cfg.data.data_dir, progress=not quiet,
                                     log=(lambda line: None) if quiet else say)
         device = dist_device or pick_device(cfg.train.device)
@@ -213,6 +214,28 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     return load_run(run_dir.path, device="cpu")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (`path` itself, or a parent)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return missing
+        missing = p
+    return missing
+
+
+@contextmanager
+def _removed_if_unused(run_dir: RunDir, created: Path | None) -> Iterator[None]:
+    """On a failure before the run wrote its config (no data, say), remove the folders `prepare`
+    made for it, so each failed try with the default --out leaves nothing behind."""
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            run_dir.remove_if_unused(top=created)
+        raise
 
 
 def trains_by_hand(cfg: Config, model: nn.Module, device: torch.device, world: int = 1) -> bool:
