@@ -131,12 +131,12 @@ def test_train_errors_are_one_line(folders, capsys, tmp_path):
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
-    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(kept / "x" / "run")],
-                          capsys, "does not exist")
+    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"),
+                           "--out", str(kept / "x" / "run")], capsys, "does not exist")
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
     (tmp_path / "empty").mkdir()
-    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "empty")],
-                          capsys, "does not exist")
+    assert_one_error_line(["train", "--data-dir", str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "empty")], capsys, "does not exist")
     assert (tmp_path / "empty").is_dir()  # a folder that was there before stays
     code, _ = run_main(["train", "--data-dir", str(data), "--out", str(tmp_path / "a"), "--epochs", "1",
                         "--latent-dim", "2", "--batch-size", "32", "--quiet", "--device", "cpu"], capsys)
