@@ -370,7 +370,8 @@ def _check_keyboard_and_phone(page) -> None:
     _wait(page, f"{IDLE} && window.aelab.picked.index === {want['index']}")
     page.set_viewport_size({"width": 375, "height": 812})
     page.wait_for_timeout(100)
-    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, "
+                           "document.documentElement.clientWidth]")
     assert widths[0] <= widths[1], widths
     page.set_viewport_size({"width": 1400, "height": 1000})
 
