@@ -107,6 +107,8 @@ CONFIG_DAMAGE = {
     "n_train text": lambda run: _edit_config(run, lambda s: s["data"].update(n_train="many")),
     "seed negative": lambda run: _edit_config(run, lambda s: s["config"]["train"].update(seed=-1)),
     "huge file": lambda run: (run / "config.json").write_text(" " * (17 << 20) + "{}"),
+    "a 5000-digit number": lambda run: (run / "config.json").write_text(  # past Python's int limit
+        (run / "config.json").read_text().replace('"latent_dim": ', '"latent_dim": ' + "9" * 5000, 1)),
     "symlink out": lambda run: _symlink(run / "config.json", "/etc/hostname"),
     "a fifo": lambda run: _fifo(run / "config.json"),
     "a folder": lambda run: _folder(run / "config.json"),
@@ -118,6 +120,7 @@ METRICS_DAMAGE = {
     "epoch text": '{"epoch": "1", "valid_mse": 0.1}\n',
     "value text": '{"epoch": 1, "valid_mse": "low"}\n',
     "NaN": '{"epoch": 1, "valid_mse": NaN}\n',
+    "a 5000-digit number": '{"epoch": 1, "valid_mse": ' + "9" * 5000 + '}\n',
     "a list": "[1, 2]\n",
     "epochs out of order": '{"epoch": 2, "valid_mse": 0.1}\n',
     "deeply nested": "[" * 50_000 + "]" * 50_000 + "\n",
@@ -206,6 +209,12 @@ def _wrong_shape(run: Path) -> None:
     save_torch(w, str(run / "model.safetensors"))
 
 
+def _dtype(run: Path, dtype: torch.dtype) -> None:
+    w = _weights(run)
+    w["decoder.0.0.weight"] = (w["decoder.0.0.weight"] * 100).to(dtype)
+    save_torch(w, str(run / "model.safetensors"))
+
+
 WEIGHTS_DAMAGE = {
     "truncated": lambda run: (run / "model.safetensors").write_bytes(
         (run / "model.safetensors").read_bytes()[:500]),
@@ -213,6 +222,9 @@ WEIGHTS_DAMAGE = {
     "NaN": _nan_weights,
     "inf running var": _inf_running_var,
     "wrong shape": _wrong_shape,
+    "int32": lambda run: _dtype(run, torch.int32),
+    "float64": lambda run: _dtype(run, torch.float64),
+    "float16": lambda run: _dtype(run, torch.float16),
     "symlink to /dev/zero": lambda run: _symlink(run / "model.safetensors", "/dev/zero"),
     "huge header claim": lambda run: (run / "model.safetensors").write_bytes(
         struct.pack("<Q", 2**62) + b"{}"),
@@ -315,6 +327,12 @@ REPORT_DAMAGE = {
     "evaluation not JSON": lambda run: (run / "evaluation.json").write_text("{"),
     "evaluation deeply nested": lambda run: (run / "evaluation.json").write_text("[" * 90_000 + "]" * 90_000),
     "evaluation samples a list": lambda run: (run / "evaluation.json").write_text('{"samples": [1]}'),
+    "evaluation score NaN": lambda run: (run / "evaluation.json").write_text(
+        '{"reconstruction": {"model": {"mse": NaN}}}'),
+    "evaluation score 1e999": lambda run: (run / "evaluation.json").write_text(
+        '{"samples": {"sampler gmm": {"fid": 1e999}}}'),
+    "evaluation score text": lambda run: (run / "evaluation.json").write_text(
+        '{"samples": {"sampler gmm": {"fid": "<b>low</b>"}}}'),
     "explain not UTF-8": lambda run: ((run / "explain").mkdir(), (run / "explain" / "explain.md").write_bytes(
         b"# x\n\n\xff\xfe")),
     "explain image symlink": lambda run: ((run / "explain").mkdir(), (run / "explain" / "a.png").symlink_to(
@@ -364,6 +382,42 @@ def test_force_on_an_aelab_run_removes_only_what_aelab_wrote(base, run, capsys):
     assert (run / "figures" / "my_plot.png").read_text() == "mine"
     assert not (run / "samplers").exists()  # the old run's fitted samplers are gone
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # the new run's one epoch
+
+
+def _replace_with_folder(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    path.mkdir()
+
+
+UNWRITABLE = {
+    "figures a symlink out": lambda run: (shutil.rmtree(run / "figures"),
+                                          (run / "figures").symlink_to(run.parent)),
+    "figures a file": lambda run: (shutil.rmtree(run / "figures"), (run / "figures").write_text("x")),
+    "the marker a folder": lambda run: _replace_with_folder(run / ".aelab-run"),
+    "the lock a folder": lambda run: _replace_with_folder(run / ".lock"),
+    "the lock a symlink": lambda run: (run / ".lock").symlink_to(run.parent / "elsewhere"),
+    "metrics.jsonl a folder": lambda run: _replace_with_folder(run / "metrics.jsonl"),
+    "final.json a folder": lambda run: _replace_with_folder(run / "final.json"),
+    "report.html a folder": lambda run: _replace_with_folder(run / "report.html"),
+}
+
+
+@pytest.mark.parametrize("damage", list(UNWRITABLE))
+@pytest.mark.parametrize("flag", ["--force", "--resume"])
+def test_a_folder_training_cannot_write_into_is_refused_before_anything_is_removed(base, run, capsys,
+                                                                                    damage, flag):
+    # --force used to delete the old run first and only then fail on figures/ or metrics.jsonl,
+    # leaving no model and no checkpoint; --resume dropped the fitted samplers and final.json first
+    UNWRITABLE[damage](run)
+
+    def files() -> dict:
+        return {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
+                if p.is_file() and not p.is_symlink()}
+
+    before = files()
+    assert_refused(["train", "--data-dir", str(base["data"]), "--out", str(run), flag, "--quiet",
+                    "--epochs", "3", "--latent-dim", "4", "--batch-size", "50"], capsys)
+    assert files() == before
 
 
 # ---------------------------------------------------------------- resume with the run's own flags

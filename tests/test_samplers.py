@@ -285,6 +285,28 @@ def test_neural_sampler_file_with_a_bad_network_is_run_error(tmp_path, fitted, n
             load_sampler(path)
 
 
+@pytest.mark.parametrize("name, params", [("flow", {"hidden": 10**7}), ("flow", {"transforms": 10**7}),
+                                          ("flow", {"transforms": 60, "hidden": 16000}),
+                                          ("diffusion", {"depth": 10**6}), ("diffusion", {"hidden": 12000}),
+                                          ("two-stage", {"hidden": 10**7})])
+def test_neural_sampler_file_asking_for_a_huge_network_is_refused_before_building_it(tmp_path, fitted, name,
+                                                                                      params):
+    # settings forged in the header: building the network to count its numbers would allocate
+    # terabytes (or create millions of modules); the count comes from small builds instead
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    path = tmp_path / "n.safetensors"
+    fitted[name].save(path)
+    with safe_open(str(path), framework="numpy") as f:
+        meta, arrays = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    forged = json.dumps({**json.loads(meta["params"]), **params})
+    save_file(arrays, str(path), metadata={**meta, "params": forged})
+    with pytest.raises(RunError, match="at most|network_ holds"):  # in 0.03 s, where a build was killed
+        load_sampler(path)
+
+
 @pytest.mark.parametrize("name, bad", [("flow", {"transforms": 0}), ("flow", {"hidden": 2.5}),
                                        ("diffusion", {"steps": 5000}), ("diffusion", {"ema": 1.0}),
                                        ("two-stage", {"latent_dim": -1}), ("flow", {"valid_share": 1}),

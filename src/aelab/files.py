@@ -250,8 +250,10 @@ def parse_json(data: bytes, where: str | Path, max_depth: int = 32) -> Any:
         obj = json.loads(text)
     except RecursionError:
         raise RunError(f"{where} is nested too deeply") from None
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise RunError(f"{where} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int parsing limit)
+        raise RunError(f"{where} is not valid JSON (a number too long to read)") from None
     if _depth(obj, max_depth) > max_depth:
         raise RunError(f"{where} is nested more than {max_depth} levels deep")
     return obj

@@ -76,9 +76,7 @@ class RunDir:
         if resume:
             if not self.checkpoint.is_file():
                 raise RunError(f"cannot resume: {self.path} has no checkpoint.safetensors")
-            for folder in (f for f in OUTPUTS if f != "."):  # now, not after an epoch's work
-                if (self.path / folder).exists() or (self.path / folder).is_symlink():
-                    writable_dir(self.path / folder)
+            self._check_writable()  # now, not after an epoch's work
             self._remove_outputs(("samplers",))  # fitted to codes of weights about to change
             if (self.path / "final.json").is_file():  # scored on those weights too
                 (self.path / "final.json").unlink()
@@ -92,6 +90,8 @@ class RunDir:
         if holds_files and not self.is_aelab_run():
             raise RunError(f"{self.path} holds files aelab did not write (no {MARKER} marker); "
                            f"--force (force=True) overwrites only aelab run folders: choose another folder")
+        if holds_files:
+            self._check_writable()  # before --force deletes anything: a refusal keeps the old run
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if force:
@@ -123,6 +123,19 @@ class RunDir:
                         p.unlink()
             if folder != "." and not any(base.iterdir()):
                 base.rmdir()
+
+    def _check_writable(self) -> None:
+        """Refuse (one `RunError`) a folder training could not write into to the end: an output
+        folder that is a symlink or a file, a folder where an output file, the marker or the lock
+        goes."""
+        for folder in (f for f in OUTPUTS if f != "."):
+            if (self.path / folder).exists() or (self.path / folder).is_symlink():
+                writable_dir(self.path / folder)
+        for name in (*OUTPUTS["."], MARKER, self.lockfile.name):
+            if (self.path / name).is_dir():
+                raise RunError(f"{self.path / name} is a folder; aelab writes a file there")
+        if self.lockfile.is_symlink():
+            raise RunError(f"{self.lockfile} is a symlink; aelab writes only real files in a run folder")
 
     def remove_if_unused(self, top: Path) -> None:
         """Remove what `prepare` created for a start that then failed (data missing, say): the
@@ -233,6 +246,10 @@ def read_weights(path: Path, root: Path | None = None) -> dict[str, torch.Tensor
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises several types for malformed headers
         raise RunError(f"weights file {path} is corrupt or truncated ({type(e).__name__})") from None
+    for k, v in tensors.items():  # a cast on loading would hide the damage: int32 weights truncate
+        want = torch.int64 if k.endswith("num_batches_tracked") else torch.float32
+        if v.dtype != want:
+            raise RunError(f"weights file {path}: {k} is {v.dtype}, aelab writes {want}; the file is damaged")
     bad = [k for k, v in tensors.items() if not is_finite(v)]
     if bad:
         raise RunError(f"weights file {path}: {bad[0]} holds NaN or inf; the file is damaged")

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from aelab.errors import AelabError
 
-from .neural import NeuralSampler, check_positive
+from .neural import MAX_LAYERS, MAX_WIDTH, NeuralSampler, check_positive
 from .registry import SAMPLERS
 
 __all__ = ["DiffusionSampler", "Denoiser", "cosine_alpha_bar"]
@@ -85,8 +85,9 @@ class DiffusionSampler(NeuralSampler):
         super().__init__(clip=clip, random_state=random_state, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,
                          keep_variance=keep_variance)
-        for name, value in (("hidden", hidden), ("depth", depth), ("steps", steps)):
-            check_positive(name, value)
+        check_positive("hidden", hidden, most=MAX_WIDTH)
+        check_positive("depth", depth, most=MAX_LAYERS)
+        check_positive("steps", steps)
         if steps > T:
             raise AelabError(f"steps={steps!r} must be at most the {T} training steps")
         if not (isinstance(ema, (int, float)) and 0 <= ema < 1):

@@ -16,7 +16,7 @@ rarely are.
 import numpy as np
 import torch
 
-from .neural import NeuralSampler, check_positive
+from .neural import MAX_LAYERS, MAX_WIDTH, NeuralSampler, check_positive
 from .registry import SAMPLERS
 
 __all__ = ["FlowSampler"]
@@ -43,6 +43,7 @@ class FlowSampler(NeuralSampler):
     """
 
     name = "flow"
+    _layers = "transforms"
 
     def __init__(self, transforms=4, hidden=128, bins=8, clip="none", random_state=0, max_epochs=50,
                  batch_size=256, lr=1e-3, valid_share=0.1, patience=5,
@@ -50,8 +51,9 @@ class FlowSampler(NeuralSampler):
         super().__init__(clip=clip, random_state=random_state, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,
                          keep_variance=keep_variance)
-        for name, value in (("transforms", transforms), ("hidden", hidden), ("bins", bins)):
-            check_positive(name, value)
+        check_positive("transforms", transforms, most=MAX_LAYERS)
+        check_positive("hidden", hidden, most=MAX_WIDTH)
+        check_positive("bins", bins, most=256)
         self.transforms, self.hidden, self.bins = transforms, hidden, bins
 
     def _build(self, a):

@@ -50,11 +50,18 @@ from .base import Sampler, axes_holding, principal_axes, standardize_active
 __all__ = ["NeuralSampler", "check_positive"]
 
 
-def check_positive(name, value, kind=int):
-    """Raise AelabError naming `name` unless `value` is a positive `kind` (bools are not ints)."""
+MAX_WIDTH = 16384  # a network's hidden width, at most: a file's settings are checked against these
+MAX_LAYERS = 64    # its layers, blocks or transforms
+
+
+def check_positive(name, value, kind=int, most=None):
+    """Raise AelabError naming `name` unless `value` is a positive `kind` (bools are not ints), and
+    at most `most` when given."""
     ok = isinstance(value, (int, np.integer) if kind is int else (int, float, np.number))
     if not ok or isinstance(value, bool) or value <= 0:
         raise AelabError(f"{name}={value!r} must be a positive {'integer' if kind is int else 'number'}")
+    if most is not None and value > most:
+        raise AelabError(f"{name}={value!r} must be at most {most:,}")
 
 
 class NeuralSampler(Sampler):
@@ -79,6 +86,7 @@ class NeuralSampler(Sampler):
     """
 
     _state = ("active_dims_", "mean_", "components_", "variances_", "network_")
+    _width, _layers = "hidden", "depth"  # the constructor arguments `_network_size` varies
     _whiten_kept = True  # scale each kept component to unit variance (see `_kept_scale`)
 
     def __init__(self, clip="none", random_state=0, max_epochs=100, batch_size=256, lr=1e-3,
@@ -144,6 +152,22 @@ class NeuralSampler(Sampler):
         with torch.random.fork_rng():
             torch.manual_seed(self.random_state)
             return self._build(a)
+
+    def _network_size(self, a):
+        """How many numbers `_build(a)` holds, without building it (a loaded file's settings may
+        ask for terabytes). Every network here holds a number of parameters that is affine in its
+        layer count and quadratic in its width, so six builds at widths 1-3 and 1-2 layers give it
+        exactly (Lagrange interpolation through widths 1, 2, 3)."""
+        def count(width, layers):
+            small = copy.copy(self)
+            setattr(small, self._width, width)
+            setattr(small, self._layers, layers)
+            return sum(p.numel() for p in small._fresh_network(a).parameters())  # RNG left as it was
+
+        h, d = getattr(self, self._width), getattr(self, self._layers)
+        at_width = [count(w, 1) + (d - 1) * (count(w, 2) - count(w, 1)) for w in (1, 2, 3)]
+        return (at_width[0] * (h - 2) * (h - 3) // 2 - at_width[1] * (h - 1) * (h - 3)
+                + at_width[2] * (h - 1) * (h - 2) // 2)
 
     def _train(self, net, z):
         """Adam with a cosine learning rate; the best held-out epoch's weights (or their moving
@@ -244,7 +268,7 @@ class NeuralSampler(Sampler):
             raise RunError(f"{where}: active_dims_ are not distinct dims below latent_dim={d}")
         if (self.variances_ < 0).any():
             raise RunError(f"{where}: variances_ holds a negative variance")
-        expected = sum(p.numel() for p in self._fresh_network(self.n_kept_).parameters()) if n_a else 0
+        expected = self._network_size(self.n_kept_) if n_a else 0
         if len(self.network_) != expected:
             raise RunError(f"{where}: network_ holds {len(self.network_)} numbers, but the {self.name} "
                            f"network of {self.get_config()} for {self.n_kept_} components has {expected}")

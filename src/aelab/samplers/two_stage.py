@@ -22,7 +22,7 @@ from torch import nn
 
 from aelab.errors import AelabError
 
-from .neural import NeuralSampler, check_positive
+from .neural import MAX_LAYERS, MAX_WIDTH, NeuralSampler, check_positive
 from .registry import SAMPLERS
 
 __all__ = ["TwoStageSampler", "SecondStageVAE"]
@@ -86,9 +86,9 @@ class TwoStageSampler(NeuralSampler):
                          batch_size=batch_size, lr=lr, valid_share=valid_share, patience=patience,
                          keep_variance=keep_variance)
         if latent_dim is not None:
-            check_positive("latent_dim", latent_dim)
-        for name, value in (("hidden", hidden), ("depth", depth)):
-            check_positive(name, value)
+            check_positive("latent_dim", latent_dim, most=MAX_WIDTH)
+        check_positive("hidden", hidden, most=MAX_WIDTH)
+        check_positive("depth", depth, most=MAX_LAYERS)
         if isinstance(kl_warmup, bool) or not (isinstance(kl_warmup, (int, np.integer)) and kl_warmup >= 0):
             raise AelabError(f"kl_warmup={kl_warmup!r} must be a non-negative integer")
         self.latent_dim, self.hidden, self.depth, self.kl_warmup = latent_dim, hidden, depth, kl_warmup
