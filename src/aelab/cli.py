@@ -29,8 +29,6 @@ from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
-COMPONENTS_HELP = ("gmm: mixture components (default 1000, on 64 principal components; for a VAE 2500, "
-                   "on the axes that hold 99.5%% of the code variance)")
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
 MAX_COMPONENTS = 10_000
 MAX_EPOCHS, MAX_BATCH, MAX_LATENT, MAX_THREADS = 100_000, 65_536, 1024, 1024  # aelab.config's bounds
@@ -75,6 +73,29 @@ def _threads(text: str) -> int | str:
     return value
 
 
+def _default_samplers_help() -> str:
+    """--samplers' help: which samplers `aelab evaluate` runs unless named, from
+    `applicable_samplers`, the function that decides it (asked about a stand-in AE and VAE run)."""
+    from types import SimpleNamespace
+
+    from .samplers.fitting import applicable_samplers
+
+    def names(kind: str, every: bool) -> list[str]:
+        run = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(kind=kind)))
+        return applicable_samplers(run, every=every)
+
+    ae, vae = names("ae", False), names("vae", False)
+    slow = [n for n in names("ae", True) if n not in ae]
+    slow_vae = [n for n in names("vae", True) if n not in vae and n not in slow]
+
+    def listed(words: list[str]) -> str:
+        return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+    only_vae = f" (and {listed(slow_vae)} for a VAE)" if slow_vae else ""
+    return (f"comma-separated (default: {listed(ae)} for an autoencoder; {listed(vae)} for a VAE. "
+            f"{listed(slow)}{only_vae} take minutes on a CPU and run only when named)")
+
+
 def _choices_help(registry) -> str:
     """'name: help; name: help' from a registry, for a flag's --help."""
     return "; ".join(f"{name}: {help}" for name, help in registry.helps().items())
@@ -113,6 +134,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from .data.registry import DATASETS
     from .matmul import AUTO, MATMULS
     from .models import ACTIVATIONS, MODELS
+    from .models.blocks import TUTORIAL_WIDTH
     from .presets import list_presets
     from .schedules import SCHEDULES
 
@@ -131,7 +153,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
     p.add_argument("--width-dim", type=_positive(int),
-                   help="dense families: w of the hidden widths 4w, 2w (default: the latent size)")
+                   help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
+                   f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.add_argument("--variational", dest="kind", action="store_const", const="vae",
                    help="train the model as a VAE (Gaussian encoder, N(0, I) prior)")
     p.add_argument("--output-activation", choices=ACTIVATIONS.names(),
@@ -236,6 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
+    from .cli_compare import components_help
     from .config import DEVICES
     from .samplers import RECOMMENDED, SAMPLERS
 
@@ -248,7 +272,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
     p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
-    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
+    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=components_help())
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_sample)
 
@@ -313,14 +337,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .cli_compare import components_help
     from .config import DEVICES
 
     p = sub.add_parser("evaluate", help="reconstruction and sample metrics: RUN_DIR/evaluation.json")
     p.add_argument("run_dir")
     p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=5000,
                    help="samples per sampler (default 5000)")
-    p.add_argument("--samplers", help="comma-separated (default: every sampler that applies)")
-    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=COMPONENTS_HELP)
+    p.add_argument("--samplers", help=_default_samplers_help())
+    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=components_help())
     p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_evaluate)

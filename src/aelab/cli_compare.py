@@ -1,4 +1,5 @@
-"""`aelab models` and `aelab compare`: their flags and their (thin) handlers, beside `aelab.cli`.
+"""`aelab models` and `aelab compare`: their flags and their (thin) handlers, beside `aelab.cli`;
+and `components_help`, the --components help of compare, sample and evaluate.
 
     aelab models --latent-dim 2
     aelab compare --models dense,dense-linear,conv --latent-dims 2,8,16,32,64,128 --out runs/compare
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_models", "add_compare"]
+__all__ = ["add_models", "add_compare", "components_help"]
 
 
 def _positive(text: str) -> int:
@@ -22,11 +23,34 @@ def _positive(text: str) -> int:
     return value
 
 
+def components_help(vae: bool = True) -> str:
+    """--components' help, from the gmm sampler's own defaults (and a VAE run's), so they cannot drift.
+
+    `vae=False` leaves the VAE's out (`aelab compare` samples its VAEs from the prior).
+    """
+    import inspect
+
+    from .samplers import GMMSampler
+    from .samplers.fitting import VAE_GMM
+
+    own = {k: v.default for k, v in inspect.signature(GMMSampler).parameters.items()}
+    text = (f"gmm: mixture components (default {own['n_components']}, on {own['pca_dims']} principal "
+            "components")
+    if vae:
+        keep = VAE_GMM.get("keep_variance", own["keep_variance"])
+        text += (f"; for a VAE {VAE_GMM['n_components']}, on the axes that hold {100 * keep:g}%% of the code "
+                 "variance")
+    return text + ")"
+
+
 def add_models(sub: argparse._SubParsersAction) -> None:
+    from .models.blocks import TUTORIAL_WIDTH
+
     p = sub.add_parser("models", help="list the models: parameters at a latent size, and what each is")
     p.add_argument("--latent-dim", type=_positive, default=128, help="code size (default 128)")
     p.add_argument("--width-dim", type=_positive,
-                   help="dense families: w of the hidden widths 4w, 2w (default: the latent size)")
+                   help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
+                   f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.set_defaults(func=_cmd_models)
 
 
@@ -56,7 +80,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
     p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
     p.add_argument("--n", type=int, default=2000, help="samples per FID (default 2000; 0: no FID)")
-    p.add_argument("--components", type=_positive, help="gmm: mixture components (default 400)")
+    p.add_argument("--components", type=_positive, help=components_help(vae=False) +
+                   " of each autoencoder's sampler (a VAE is sampled from its prior)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
@@ -16,6 +17,7 @@ PART_LABELS = {"mse": "MSE per pixel", "recon": "reconstruction error per image"
                "kl": "KL divergence per image (nats)", "penalty": "code penalty",
                "code_l2": "code penalty 0.5 ||z||^2 (unweighted)",
                "code_penalty": "code penalty"}
+LABEL_WIDTH = 34  # characters per line of an axis label or title: a panel is about 3 inches tall and wide
 
 
 def part_label(part: str, parts: Sequence[str]) -> str:
@@ -27,6 +29,11 @@ def part_label(part: str, parts: Sequence[str]) -> str:
     if len(parts) == 1:
         return "loss: MSE per pixel"
     return "loss (" + " + ".join(PART_LABELS.get(p, p) for p in parts[1:]) + ")"
+
+
+def _wrapped(text: str) -> str:
+    """A label broken over lines that fit its panel (a VAE's loss label is longer than the axis)."""
+    return "\n".join(textwrap.wrap(text, LABEL_WIDTH, break_on_hyphens=False)) or text
 
 
 def curve_parts(metrics: Sequence[dict]) -> list[str]:
@@ -52,7 +59,9 @@ def loss_figure(metrics: Sequence[dict], title: str = "") -> Figure:
         ax.plot(epochs, valid, marker="o", label="validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(part_label(part, parts))
+        if len(set(epochs)) == 1:  # one epoch: one tick at it, not a spread of fractions around it
+            ax.set_xticks(epochs)
+        ax.set_ylabel(_wrapped(part_label(part, parts)))
         if all(v > 0 for v in train + valid):
             ax.set_yscale("log")  # minor ticks labelled too: a decade with only two labels says little
             minor = LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5))
@@ -60,8 +69,8 @@ def loss_figure(metrics: Sequence[dict], title: str = "") -> Figure:
         ax.grid(True, alpha=0.3)
         ax.legend()
         if i == 0:
-            ax.set_title(title or "loss per epoch")
+            ax.set_title(_wrapped(title or "loss per epoch"))
         else:
-            ax.set_title(part_label(part, parts))
+            ax.set_title(_wrapped(part_label(part, parts)))
     fig.tight_layout()
     return fig

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .ae import AE
-from .blocks import activation, dense
+from .blocks import activation, dense, narrow_widths_warning
 from .registry import register_model
 from .vae import VAE
 
@@ -87,11 +87,12 @@ class DenseVAE(VAE):
 # --- registered variants ---------------------------------------------------------------------
 
 def _code_warning(cfg: ModelConfig) -> str | None:
+    cautions = [narrow_widths_warning(cfg)]
     if cfg.kind == "ae" and cfg.latent_dim == 2:
-        return ("the dense model's code passes a final ReLU, so its 2-d codes cannot be negative: "
-                "they fill one quadrant of the plane, many on its edges at exactly 0 (dense-linear "
-                "and conv have a linear code)")
-    return None
+        cautions.append("the dense model's code passes a final ReLU, so its 2-d codes cannot be negative: "
+                        "they fill one quadrant of the plane, many on its edges at exactly 0 (dense-linear "
+                        "and conv have a linear code)")
+    return "; ".join(c for c in cautions if c) or None
 
 
 @register_model("dense", "the tutorial's network: Linear+BatchNorm1d+ReLU blocks 784-4w-2w-h and back "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from .ae import AE
-from .blocks import activation, dense
+from .blocks import activation, dense, narrow_widths_warning
 from .registry import register_model
 from .vae import VAE
 
@@ -40,7 +40,7 @@ def decoder(h: int, image_dim: int, w: int, output_activation: str) -> nn.Sequen
 # --- registered variants ---------------------------------------------------------------------
 
 @register_model("dense-linear", "the tutorial's widths with a linear code (no BatchNorm or ReLU on "
-                "it) and a sigmoid output")
+                "it) and a sigmoid output", warning=narrow_widths_warning)
 def dense_linear_model(cfg: ModelConfig) -> nn.Module:
     w, h = cfg.width_dim or cfg.latent_dim, cfg.latent_dim
     act = cfg.output_activation or dense_linear_model.output_activation[cfg.kind]

@@ -22,9 +22,12 @@ __all__ = ["CSP", "CSS", "format_number", "table", "image", "markdown", "present
 
 CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:1.2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em;margin:.2em 0 .4em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ddd;padding:.25em .6em}
+table{border-collapse:collapse;margin:.6em 0;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.25em .6em}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{display:inline-block;margin:.4em;vertical-align:top}img{max-width:100%;border:1px solid #eee}
+figure{display:inline-block;margin:.4em;vertical-align:top;max-width:calc(100% - .8em)}
+img{max-width:100%;height:auto;box-sizing:border-box;border:1px solid #eee}
+h1,p,dd,figcaption,summary{overflow-wrap:anywhere}
 figcaption{font-size:.9em;color:#555}.muted{color:#777}
 .top{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}.summary{flex:3 1 560px}
 .summary th{width:9em;background:#f8f8f8}nav.toc{flex:1 1 220px;border:1px solid #ddd;padding:.4em 1em}
