@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import aelab
+from aelab.errors import AelabError
 from aelab.run import Run
 
 README = Path(__file__).resolve().parents[1] / "docs" / "api.md"  # the Python API page the README links
@@ -43,6 +44,39 @@ def test_train_returns_a_run_and_load_run_gives_it_back(run, small_mnist):
     samples = loaded.sample(7, sampler="normal", seed=1)
     assert samples.shape == (7, 28, 28) and 0 <= samples.min() and samples.max() <= 1
     assert torch.equal(samples, loaded.sample(7, sampler="normal", seed=1))
+
+
+@pytest.mark.parametrize("overrides", [{"preset": "seed"}, {"preset": "vae"}])
+def test_final_json_reconstruction_is_what_load_run_reconstruct_gives(tmp_path, small_mnist, run, overrides):
+    # an outside check measures reconstructions through load_run: final.json's `reconstruction`
+    # must be that number. The loss parts are not: the seed AE's ReLU output exceeds 1 (clipped
+    # here), a VAE's loss decodes one sampled code (here its posterior mean)
+    import json
+
+    if overrides["preset"] == "seed":
+        path = run.path
+    else:
+        path = tmp_path / "vae"
+        aelab.train(aelab.resolve_config("vae", {"epochs": 1, "device": "cpu"}), path, data=small_mnist,
+                    quiet=True, log=lambda s: None)
+    final = json.loads((Path(path) / "final.json").read_text())
+    images = small_mnist.test_images
+    mse = ((aelab.load_run(path).reconstruct(images).double() - images.double() / 255) ** 2).mean().item()
+    assert final["reconstruction"]["test_mse"] == pytest.approx(mse, rel=1e-6)
+    assert final["reconstruction"]["valid_mse"] == final["reconstruction"]["test_mse"]  # valid_fraction 0
+    assert final["test"]["mse"] != pytest.approx(mse, rel=1e-3)  # the loss's own term differs: unclipped
+
+
+def test_odd_api_calls_are_aelab_errors(run, tmp_path, small_mnist):
+    import numpy as np
+
+    assert run.reconstruct(np.zeros((0, 28, 28), np.uint8)).shape == (0, 28, 28)  # an empty batch
+    with pytest.raises(AelabError, match=r"\[1\.0001, 1\.0001\]"):  # not rounded to "[1, 1]"
+        run.encode(np.full((2, 784), 1.0001, np.float32))
+    conv = aelab.train(aelab.resolve_config("seed", {"epochs": 1, "device": "cpu", "architecture": "conv"}),
+                       tmp_path / "conv", data=small_mnist, quiet=True, log=lambda s: None)
+    with pytest.raises(AelabError, match="preactivation=True needs a code behind a final ReLU"):
+        conv.encode(small_mnist.test_images[:2], preactivation=True)
 
 
 def test_dataset_works_with_a_dataloader(small_mnist):

@@ -67,6 +67,10 @@ class Run:
         `preactivation=True` gives an autoencoder's code before its final ReLU.
         """
         x = to_float_images(images)
+        if preactivation and not hasattr(self.model, "encode_preactivation"):
+            raise AelabError(f"preactivation=True needs a code behind a final ReLU (the dense "
+                             f"autoencoder); this run's {self.config.model.architecture} "
+                             f"{self.config.model.kind} code has none")
         fn = self.model.encode_preactivation if preactivation else self.model.encode
         out = [fn(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
         codes = torch.cat(out) if out else x.new_zeros(0, self.latent_dim)

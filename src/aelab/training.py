@@ -26,11 +26,12 @@ from .config import Config
 from .data import ImageData, load_dataset
 from .data.images import to_float_images
 from .distributed import init_distributed, sync_batchnorm, wrap_ddp
-from .engine import TrainState, _TorchThreads, cpu_threads, evaluate_loss, fit, to_float_batch
+from .engine import TrainState, cpu_threads, fit
 from .errors import AelabError
 from .extras import install_hint
 from .figures import grid_figure, loss_figure, reconstruction_figure, save_figure
 from .files import writable_dir
+from .final import final_record, reconstruct_images
 from .models import create_model, model_warning
 from .optim import layer_adam, make_optimizer
 from .report import refresh_report
@@ -50,15 +51,6 @@ def _stderr(line: str) -> None:
 
 def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-@torch.no_grad()
-def _reconstruct(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    out = model(to_float_batch(images_u8)).float().clamp(0, 1).reshape(-1, 28, 28).cpu()
-    model.train(was)
-    return out
 
 
 def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, force: bool = False,
@@ -162,7 +154,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             run_dir.write_metrics(state.metrics)
             if on_epoch is not None:
                 on_epoch(record)
-            recon = _reconstruct(model, shown.to(device))
+            recon = reconstruct_images(model, shown.to(device))
             save_figure(reconstruction_figure(shown_float, recon.numpy(), f"epoch {record['epoch']}"),
                         run_dir.figures / f"epoch_{record['epoch']:03d}.png")
             if writer is not None:
@@ -201,7 +193,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
             run_dir.write_weights(model)
             run_dir.write_json(run_dir.path / FINAL, final_record(model, state.metrics, split, data, device,
                                                                           cpu_threads(cfg)))
-            recon = _reconstruct(model, shown.to(device))
+            recon = reconstruct_images(model, shown.to(device))
             save_figure(grid_figure(shown_float, "validation input"),
                         run_dir.figures / "result_input.png")
             save_figure(grid_figure(recon.numpy(), "autoencoder output"),
@@ -243,22 +235,6 @@ def trains_by_hand(cfg: Config, model: nn.Module, device: torch.device, world: i
     the step's products) rather than autograd: the dense AE, one CPU process, fp32, not compiled."""
     return (world == 1 and device.type == "cpu" and not cfg.train.compile
             and cfg.train.precision == "fp32" and dense_step.supports(model))
-
-
-def final_record(model: nn.Module, metrics: list[dict], split: Split, data: ImageData,
-                 device: torch.device, threads: int | None = None) -> dict:
-    """The last epoch's train and validation parts, the test split's (scored now), and which is which."""
-    last = metrics[-1]
-    with _TorchThreads(threads if device.type == "cpu" else None):  # the thread count of training
-        test = evaluate_loss(model, data.test_images.to(device))
-    best = min(metrics, key=lambda m: m["valid_loss"])
-    seconds = sorted(m["seconds"] for m in metrics)
-    return {"epoch": last["epoch"], "splits": split.info(),
-            "train": {k[6:]: v for k, v in last.items() if k.startswith("train_")},
-            "valid": {k[6:]: v for k, v in last.items() if k.startswith("valid_")},
-            "test": test,
-            "best_valid_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
-            "seconds_per_epoch_median": seconds[len(seconds) // 2]}
 
 
 def _check_matmul(cfg: Config, hand_written: bool, device: torch.device) -> None:

@@ -30,7 +30,7 @@ def to_float_images(images: Any, name: str = "images") -> torch.Tensor:
         raise AelabError(f"{name} must be a numeric array, got dtype object")
     x = torch.as_tensor(images)
     if x.dtype == torch.uint8:
-        x = x.reshape(len(x), -1).float().div_(255.0) if x.ndim else x
+        x = x.reshape(len(x), -1).float().div_(255.0) if x.ndim and len(x) else x.float()
     elif x.is_floating_point():
         x = x.float()
         if x.ndim and len(x):
@@ -38,8 +38,8 @@ def to_float_images(images: Any, name: str = "images") -> torch.Tensor:
             lo, hi = torch.aminmax(x)
             if not (torch.isfinite(lo) and torch.isfinite(hi)):
                 raise AelabError(f"{name} contain NaN or inf")
-            if lo < 0 or hi > 1:
-                raise AelabError(f"{name} must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; "
+            if lo < 0 or hi > 1:  # enough digits to show 1.0001 is not 1
+                raise AelabError(f"{name} must lie in [0, 1], got [{lo:.7g}, {hi:.7g}]; "
                                  "clip with x.clamp(0, 1)")
     else:
         raise AelabError(f"{name} must be float in [0, 1] or uint8, got dtype {x.dtype}")
