@@ -184,6 +184,18 @@ def test_any_json_value_anywhere_in_the_config_is_refused_or_accepted_cleanly(ba
         pass  # refused with aelab's own error: the CLI prints it as one line
 
 
+@pytest.mark.parametrize("reconstruction", ['{"test_mse": NaN}', '[1]', '{"valid_mse": "low"}'])
+def test_a_damaged_final_reconstruction_is_refused(run, reconstruction):
+    from aelab.errors import RunError
+    from aelab.records import check_final
+
+    final = json.loads((run / "final.json").read_text())
+    assert check_final(final, "final.json") == final  # the real one passes
+    final["reconstruction"] = json.loads(reconstruction)
+    with pytest.raises(RunError, match="reconstruction is not an object of numbers"):
+        check_final(final, "final.json")
+
+
 # ---------------------------------------------------------------- weights
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

@@ -93,6 +93,9 @@ def check_final(record: Any, where: str) -> dict:
         if not isinstance(part, dict) or not all(isinstance(k, str) and (v is None or is_number(v))
                                                  for k, v in part.items()):
             raise RunError(f"{where}: {split} is not an object of numbers")
+    recon = record.get("reconstruction", {})  # absent in runs from before it was recorded
+    if not isinstance(recon, dict) or not all(is_number(v) for k, v in recon.items() if k.endswith("_mse")):
+        raise RunError(f"{where}: reconstruction is not an object of numbers")
     if not is_number(record.get("seconds_per_epoch_median")):
         raise RunError(f"{where}: seconds_per_epoch_median is not a number")
     return record
