@@ -112,6 +112,39 @@ def test_a_saved_sampler_is_current_only_with_todays_settings(small_run, data, m
     assert not fitting.saved_is_current(run, "gaussian")
 
 
+def test_a_sampler_fitted_on_other_weights_is_fitted_again(small_run, data, tmp_path, capsys):
+    # `aelab sample` while `train --resume` trains on: the file it saves belongs to the old
+    # weights; afterwards it must not be reused for the new ones (nor one from before digests)
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    import aelab.samplers.fitting as fitting
+    from aelab.run import load_run
+    from aelab.samplers import load_sampler
+
+    shutil.copytree(small_run.path, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    path = run.path / "samplers" / "gaussian.safetensors"
+    path.unlink(missing_ok=True)
+    old = sample_codes(run, "gaussian", 4, data=data)
+    assert fitting.saved_is_current(run, "gaussian")
+    weights = load_file(run.path / "model.safetensors")
+    weights["encoder.0.0.weight"] *= 1.5  # the run trained further: other codes
+    save_file(weights, run.path / "model.safetensors")
+    newer = load_run(run.path)
+    assert newer.weights_digest != run.weights_digest
+    assert not fitting.saved_is_current(newer, "gaussian")
+    capsys.readouterr()
+    refit = sample_codes(newer, "gaussian", 4, data=data)
+    assert "fitted on other weights" in capsys.readouterr().err and not torch.equal(refit, old)
+    assert fitting.saved_is_current(newer, "gaussian")
+    codes = newer.encode(data.train_images, preactivation=True).numpy()  # what the dense AE fits
+    assert np.allclose(load_sampler(path).mean_, codes.mean(axis=0), atol=1e-4)  # the new codes' mean
+    load_sampler(path).save(path)  # as an aelab from before the digest wrote it
+    assert not fitting.saved_is_current(newer, "gaussian")
+
+
 def test_prior_refused_for_an_autoencoder(small_run, capsys):
     assert main(["sample", str(small_run.path), "--sampler", "prior", "--n", "4"]) == 1
     assert "VAE runs only" in capsys.readouterr().err

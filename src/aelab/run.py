@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import describe_mismatch, load_checkpoint, model_state
+from .checkpoint import describe_mismatch, load_checkpoint, model_state, tensors_digest
 from .checks import check_sample_count, require_finite
 from .config import Config
 from .data.images import to_float_images
@@ -54,6 +54,15 @@ class Run:
     # fitted samplers loaded from RUN_DIR/samplers/, by name: (file identity, sampler); reused
     # while the file's inode, size and mtime stay the same (`samplers.fitting.fitted_sampler`)
     loaded_samplers: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def weights_digest(self) -> str:
+        """SHA-256 of the model's weights and buffers as loaded: a fitted sampler file records the
+        digest it was fitted on, so one fitted on other weights (a run trained further meanwhile)
+        is fitted again rather than reused (`samplers.fitting.fitted_sampler`)."""
+        if not hasattr(self, "_weights_digest"):
+            self._weights_digest = tensors_digest(self.model.state_dict())
+        return self._weights_digest
 
     @property
     def latent_dim(self) -> int:

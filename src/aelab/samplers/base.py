@@ -117,11 +117,11 @@ class Sampler:
             out = np.clip(out, self.data_min_, self.data_max_)
         return out.astype(np.float32)
 
-    def save(self, path):
+    def save(self, path, fitted_on=None):
         """Write the fitted sampler to a safetensors file, atomically (see `fileformat`)."""
         from .fileformat import save_sampler
 
-        save_sampler(self, path)
+        save_sampler(self, path, fitted_on)
 
     def _saved_state(self):
         """Names of the learned arrays ``save`` writes."""

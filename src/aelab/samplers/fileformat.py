@@ -28,14 +28,17 @@ MAX_COMPONENTS = 10_000       # the most --components allows
 MAX_EXPANDED_BYTES = 1 << 30  # what a file may make aelab allocate once loaded (gmm's covariances)
 
 
-def save_sampler(sampler, path):
-    """Write a fitted sampler to `path` atomically (arrays + JSON metadata, no pickle)."""
+def save_sampler(sampler, path, fitted_on=None):
+    """Write a fitted sampler to `path` atomically (arrays + JSON metadata, no pickle);
+    `fitted_on`, the digest of the weights whose codes it was fitted to (`Run.weights_digest`)."""
     if not hasattr(sampler, "n_features_in_"):
         raise AelabError(f"{type(sampler).__name__} is not fitted; call fit(codes) first")
     names = ("data_min_", "data_max_") + sampler._saved_state()
     arrays = {k: np.ascontiguousarray(getattr(sampler, k)) for k in names}
     params = json.dumps(sampler.get_config(), default=int)  # default=int: numpy integers
     meta = {"format": FORMAT, "sampler": sampler.name, "params": params}
+    if fitted_on is not None:
+        meta["fitted_on"] = fitted_on
     atomic_write_bytes(path, save(arrays, metadata=meta))
 
 
@@ -47,6 +50,12 @@ def _read_metadata(path):
             return f.metadata() or {}
     except (OSError, SafetensorError) as exc:
         raise RunError(f"cannot read sampler file {path}: {exc}") from exc
+
+
+def saved_fitted_on(path):
+    """The weights digest a sampler file says it was fitted on (None: not recorded), header only."""
+    value = _read_metadata(Path(path)).get("fitted_on")
+    return value if isinstance(value, str) else None
 
 
 def saved_params(path):

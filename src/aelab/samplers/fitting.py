@@ -29,7 +29,7 @@ from aelab.data import ImageData, bundled_dir, load_dataset, load_split_files
 from aelab.errors import AelabError, RunError
 from aelab.files import check_inside, file_identity
 
-from .fileformat import load_sampler, saved_params
+from .fileformat import load_sampler, saved_fitted_on, saved_params
 from .registry import RECOMMENDED, create_sampler
 
 if TYPE_CHECKING:
@@ -126,11 +126,15 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
             return known[1]  # loaded and validated before, and the file has not changed since
         try:
             saved = load_sampler(path, latent_dim=run.latent_dim)
+            same_weights = saved_fitted_on(path) == run.weights_digest
         except RunError as e:
             raise RunError(f"{e}; delete it to fit the {name} sampler again") from None
-        if saved.get_config() == sampler.get_config():
+        if saved.get_config() == sampler.get_config() and same_weights:
             run.loaded_samplers[name] = (file_identity(path), saved)
             return saved
+        if not same_weights:
+            _log(f"aelab: {path} was fitted on other weights than the run's now (or by an aelab that "
+                 f"did not record them); fitting it again")
     if codes is None:
         codes = training_codes(run, data, preactivation=models_preactivation(run))[0]
     _log(f"aelab: fitting the {name} sampler on {len(codes)} training codes of {codes.shape[1]} dims "
@@ -139,7 +143,7 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     sampler.fit(codes)
     _log(f"aelab: fitted {name} in {time.perf_counter() - started:.1f} s")
     try:
-        sampler.save(path)
+        sampler.save(path, fitted_on=run.weights_digest)
         run.loaded_samplers[name] = (file_identity(path), sampler)
     except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
         print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
@@ -156,6 +160,8 @@ def saved_is_current(run: Run, name: str) -> bool:
     try:
         check_inside(path, run.path)
         saved_name, params = saved_params(path)
+        if saved_fitted_on(path) != run.weights_digest:
+            return False  # fitted on other weights: sampling would fit it again
     except AelabError:  # RunError included: missing, a symlink, damaged
         return False
     want = create_sampler(name, **sampler_defaults(run.config.model.kind, name)).get_config()
