@@ -168,6 +168,9 @@ USAGE_ERRORS = [
     ["evaluate"], ["evaluate", "RUN", "--n", "0"], ["evaluate", "RUN", "--n", "-1"],
     ["report"], ["report", "RUN", "--bogus"],
     ["export", "RUN"], ["export"],
+    ["compare", "--out", "C", "--n", "100000000"], ["compare", "--out", "C", "--n", "-1"],  # was 313 GB
+    ["compare", "--out", "C", "--seed", "-1"], ["compare", "--out", "C", "--components", "0"],
+    ["models", "--latent-dim", "100000"],
 ]
 
 

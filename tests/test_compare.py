@@ -95,6 +95,16 @@ def test_a_cell_another_compare_finished_meanwhile_is_reused_not_retrained(tmp_p
     assert calls == ["dense-linear-2", "dense-linear-2"]  # checked again before training it
     assert (out / "dense-linear-2" / "model.safetensors").stat().st_mtime_ns == first
     assert again["runs"][0]["test_mse"] > 0
+    # its weights are read like every command reads them: never through a symlink (they were hashed
+    # whole first, through one, however large), and a Python caller's n is bounded too
+    weights = out / "dense-linear-2" / "model.safetensors"
+    weights.rename(tmp_path / "outside.safetensors")
+    weights.symlink_to(tmp_path / "outside.safetensors")
+    (out / "dense-linear-2" / "compare-scores.json").unlink()
+    with pytest.raises(RunError, match="symlink"):
+        compare(grid, out, epochs=1, n_samples=0, data=tiny, progress=False, command="test")
+    with pytest.raises(AelabError, match="from 2 to 100,000"):
+        compare(grid, out, epochs=1, n_samples=10**8, data=tiny, progress=False, command="test")
 
 
 def test_compare_grid_names_are_checked():

@@ -22,42 +22,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_types import (
+    MAX_BATCH,
+    MAX_COMPONENTS,
+    MAX_EPOCHS,
+    MAX_LATENT,
+    MAX_SAMPLES,
+    MAX_THREADS,
+    positive,
+    seed,
+)
 from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
-MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES, kept here so --help needs no torch
-MAX_COMPONENTS = 10_000
-MAX_EPOCHS, MAX_BATCH, MAX_LATENT, MAX_THREADS = 100_000, 65_536, 1024, 1024  # aelab.config's bounds
 PATH_ARGS = ("run_dir", "out", "npy", "data_dir", "onnx")
-
-
-def _positive(kind: type, most: int | float | None = None) -> Callable[[str], int | float]:
-    """An argparse type: a positive `kind`, at most `most`."""
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        if most is not None and not value <= most:
-            raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {most:,})")
-        return value
-    return parse
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 2**32 - 1")
-    return value
 
 
 def _threads(text: str) -> int | str:
@@ -145,14 +127,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=list(presets), help="(default: seed)")
     p.add_argument("--dataset", choices=DATASETS.names(), help="(default: mnist)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
-    p.add_argument("--epochs", type=_positive(int, MAX_EPOCHS), help=_preset_default("epochs"))
-    p.add_argument("--batch-size", type=_positive(int, MAX_BATCH), help=_preset_default("batch_size"))
-    p.add_argument("--lr", type=_positive(float), help="Adam's learning rate " + _preset_default("lr"))
-    p.add_argument("--latent-dim", type=_positive(int, MAX_LATENT),
+    p.add_argument("--epochs", type=positive(int, MAX_EPOCHS), help=_preset_default("epochs"))
+    p.add_argument("--batch-size", type=positive(int, MAX_BATCH), help=_preset_default("batch_size"))
+    p.add_argument("--lr", type=positive(float), help="Adam's learning rate " + _preset_default("lr"))
+    p.add_argument("--latent-dim", type=positive(int, MAX_LATENT),
                    help="code size " + _preset_default("latent_dim"))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
-    p.add_argument("--width-dim", type=_positive(int),
+    p.add_argument("--width-dim", type=positive(int),
                    help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
                    f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.add_argument("--variational", dest="kind", action="store_const", const="vae",
@@ -173,7 +155,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-fraction", type=float, help="share of the training images held out for "
                    "validation (default: the preset's; 0 = validate on the test split, as the tutorial: "
                    "seed, seed-1st-try, vae; 1/12: rae and every compare run)")
-    p.add_argument("--seed", type=_seed, help="(default 0)")
+    p.add_argument("--seed", type=seed, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, help="(default auto: cuda, then mps, then cpu)")
     p.add_argument("--precision", choices=PRECISIONS, help="(default fp32)")
     p.add_argument("--threads", type=_threads, metavar="auto|N",
@@ -184,7 +166,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "measured with --threads; " + "; ".join(f"{k}: {v}" for k, v in MATMULS.helps().items())
                    + "; see aelab.matmul)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
-    p.add_argument("--checkpoint-minutes", type=_positive(float),
+    p.add_argument("--checkpoint-minutes", type=positive(float),
                    help="also checkpoint inside epochs this often (default 10)")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="write TensorBoard scalars and images to RUN_DIR/tensorboard")
@@ -268,11 +250,11 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="normal", choices=SAMPLERS.names(),
                    help=_choices_help(SAMPLERS) + f" (default: normal, the tutorial's; for digits "
                    f"use {RECOMMENDED})")
-    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=128, help="how many images (default 128)")
+    p.add_argument("--n", type=positive(int, MAX_SAMPLES), default=128, help="how many images (default 128)")
     p.add_argument("--out", help="image grid PNG (default RUN_DIR/samples/<sampler>.png)")
     p.add_argument("--npy", help="also save the images as float32 (n, 28, 28) in [0, 1]")
-    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
-    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=components_help())
+    p.add_argument("--seed", type=seed, default=0, help="(default 0)")
+    p.add_argument("--components", type=positive(int, MAX_COMPONENTS), help=components_help())
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_sample)
 
@@ -321,7 +303,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="why N(0, I) noise through the decoder gives no digits, "
                        "measured: RUN_DIR/explain/")
     p.add_argument("run_dir")
-    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_explain)
 
@@ -342,11 +324,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="reconstruction and sample metrics: RUN_DIR/evaluation.json")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=_positive(int, MAX_SAMPLES), default=5000,
+    p.add_argument("--n", type=positive(int, MAX_SAMPLES), default=5000,
                    help="samples per sampler (default 5000)")
     p.add_argument("--samplers", help=_default_samplers_help())
-    p.add_argument("--components", type=_positive(int, MAX_COMPONENTS), help=components_help())
-    p.add_argument("--seed", type=_seed, default=0, help="(default 0)")
+    p.add_argument("--components", type=positive(int, MAX_COMPONENTS), help=components_help())
+    p.add_argument("--seed", type=seed, default=0, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -10,17 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_types import MAX_COMPONENTS, MAX_EPOCHS, MAX_LATENT, MAX_SAMPLES, count, positive, seed
+
 __all__ = ["add_models", "add_compare", "components_help"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def components_help(vae: bool = True) -> str:
@@ -47,8 +39,9 @@ def add_models(sub: argparse._SubParsersAction) -> None:
     from .models.blocks import TUTORIAL_WIDTH
 
     p = sub.add_parser("models", help="list the models: parameters at a latent size, and what each is")
-    p.add_argument("--latent-dim", type=_positive, default=128, help="code size (default 128)")
-    p.add_argument("--width-dim", type=_positive,
+    p.add_argument("--latent-dim", type=positive(int, MAX_LATENT), default=128,
+                   help="code size (default 128)")
+    p.add_argument("--width-dim", type=positive(int),
                    help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
                    f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.set_defaults(func=_cmd_models)
@@ -76,13 +69,14 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="dense,dense-linear,conv", help="comma-separated "
                    "(default dense,dense-linear,conv; e.g. dense-vae, conv-vae)")
     p.add_argument("--latent-dims", default="2,8,16,32,64,128", help="comma-separated code sizes")
-    p.add_argument("--epochs", type=_positive, default=20)
+    p.add_argument("--epochs", type=positive(int, MAX_EPOCHS), default=20)
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or raw)")
     p.add_argument("--dataset", choices=DATASETS.names(), help="default: mnist")
-    p.add_argument("--n", type=int, default=2000, help="samples per FID (default 2000; 0: no FID)")
-    p.add_argument("--components", type=_positive, help=components_help(vae=False) +
+    p.add_argument("--n", type=count(MAX_SAMPLES), default=2000,
+                   help=f"samples per FID (default 2000, at most {MAX_SAMPLES:,}; 0: no FID)")
+    p.add_argument("--components", type=positive(int, MAX_COMPONENTS), help=components_help(vae=False) +
                    " of each autoencoder's sampler (a VAE is sampled from its prior)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="(default 0)")
     p.add_argument("--out", required=True, help="folder for the runs and the tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)

@@ -18,7 +18,6 @@ Writes OUT/compare.json, OUT/compare.md and OUT/compare-{mse,fid,cost}.png.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .checks import MAX_SAMPLES
 from .config import Config
 from .data import ImageData, load_dataset
 from .data.images import to_float_images
@@ -128,10 +128,6 @@ def _state(path: Path, cfg: Config) -> str:
     return "resume" if run_dir.checkpoint.is_file() else "restart"
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_samples: int, seed: int,
            classifier, components: int | None) -> dict[str, Any]:
     """Test reconstruction and sample FID of one finished run (cached beside its weights)."""
@@ -141,9 +137,10 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
     from .samplers.fitting import sample_codes, sampler_defaults
 
     run_dir = RunDir(run_path)
+    run = load_run(run_path)  # its weights read and checked (a regular file inside, bounded, finite)
     sampler = "prior" if entry.kind == "vae" else "gmm"
     kwargs = {"n_components": components} if components and sampler == "gmm" else {}
-    key = {"weights_sha256": _digest(run_dir.model), "n_samples": n_samples, "seed": seed, "sampler": sampler,
+    key = {"weights_digest": run.weights_digest, "n_samples": n_samples, "seed": seed, "sampler": sampler,
            # the settings fitted_sampler will use: a new default scores again
            "sampler_config": create_sampler(sampler, **{**sampler_defaults(entry.kind, sampler), **kwargs})
            .get_config()}
@@ -155,7 +152,6 @@ def _score(run_path: Path, entry: Entry, data: ImageData, split: Split, n_sample
                 return saved["scores"]
         except RunError:
             pass
-    run = load_run(run_path)
     final = check_final(run_dir.read_json(run_path / FINAL), str(run_path / FINAL))
     test = to_float_images(data.test_images).reshape(-1, 28, 28)
     recon = reconstruction_metrics(test, run.reconstruct(data.test_images))
@@ -205,8 +201,8 @@ def compare(grid: list[Entry], out: str | Path, epochs: int = 20, data_dir: str 
 
     out = Path(out)
     writable_dir(out)
-    if n_samples < 0 or n_samples == 1:
-        raise AelabError(f"--n {n_samples} must be 0 (no FID) or at least 2")
+    if n_samples < 0 or n_samples == 1 or n_samples > MAX_SAMPLES:
+        raise AelabError(f"--n {n_samples} must be 0 (no FID) or from 2 to {MAX_SAMPLES:,}")
     configs = {e: entry_config(e, epochs, data_dir, dataset, seed) for e in grid}
     states = {e: _state(out / e.name, configs[e]) for e in grid}  # every folder checked before any work
     data = data or load_dataset(dataset, data_dir, log=lambda line: print(line, file=sys.stderr),
