@@ -79,6 +79,30 @@ def test_odd_api_calls_are_aelab_errors(run, tmp_path, small_mnist):
         conv.encode(small_mnist.test_images[:2], preactivation=True)
 
 
+@pytest.mark.parametrize("call, words", [
+    (lambda run: run.encode([[1, 2], [3]]), "numeric array of images, got list"),
+    (lambda run: run.encode(None), "got NoneType"),
+    (lambda run: run.encode(torch.zeros(2, 784).to_sparse()), "dense tensor"),
+    (lambda run: run.encode(torch.zeros(2, 784), batch_size=0), "batch_size=0"),
+    (lambda run: run.decode(torch.zeros(2, 128, dtype=torch.complex64)), "real numeric array"),
+    (lambda run: run.sample(2, seed=-1), "seed=-1"),
+    (lambda run: run.sample(2, seed=None), "seed=None"),
+    (lambda run: run.sample(2, seed=2**32), "seed=4294967296"),
+    (lambda run: aelab.load_run(None), "got NoneType"),
+    (lambda run: aelab.load_run("x" * 5000), "cannot read"),
+    (lambda run: aelab.load_run(run.path, device="tpu"), "device='tpu'"),
+    (lambda run: aelab.resolve_config("seed", [1]), "overrides must be a dict"),
+])
+def test_hostile_api_arguments_are_aelab_errors(run, call, words):
+    with pytest.raises(AelabError, match=re.escape(words)):
+        call(run)
+
+
+def test_a_numpy_view_with_negative_strides_is_ordinary_input(run, small_mnist):
+    images = small_mnist.test_images[:5].numpy()
+    assert torch.equal(run.encode(images[::-1]), run.encode(images[::-1].copy()))
+
+
 def test_dataset_works_with_a_dataloader(small_mnist):
     dataset = small_mnist.torch_dataset("train")
     assert isinstance(dataset, torch.utils.data.Dataset) and len(dataset) == 3000

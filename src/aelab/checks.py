@@ -12,7 +12,7 @@ import torch
 
 from .errors import AelabError
 
-__all__ = ["is_finite", "all_finite", "require_finite", "check_sample_count", "MAX_SAMPLES"]
+__all__ = ["is_finite", "all_finite", "require_finite", "check_sample_count", "check_seed", "MAX_SAMPLES"]
 
 MAX_SAMPLES = 100_000  # images one call may draw: 100,000 x 784 float32 = 314 MB
 
@@ -56,3 +56,11 @@ def check_sample_count(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
         raise AelabError(f"n={n!r} must be a whole number from 1 to {MAX_SAMPLES:,}")
     return int(n)
+
+
+def check_seed(seed: Any) -> int:
+    """`seed` as a seed numpy and torch both take: a whole number from 0 to 2**32 - 1, else
+    `AelabError` (None is refused too: it would draw fresh randomness no one can repeat)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise AelabError(f"seed={seed!r} must be a whole number from 0 to 2**32 - 1")
+    return int(seed)

@@ -222,6 +222,8 @@ def section_of(cfg: Config, key: str) -> str:
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | None = None) -> Config:
     """`cfg` with flat overrides (`{"lr": 0.01, "epochs": 3}`) applied in place; `None`s skipped."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise AelabError(f"overrides must be a dict of field: value, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
         if value is None:
             continue

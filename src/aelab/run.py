@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import describe_mismatch, load_checkpoint, model_state, tensors_digest
-from .checks import check_sample_count, require_finite
+from .checks import check_sample_count, check_seed, require_finite
 from .config import Config
 from .data.images import to_float_images
 from .errors import AelabError, RunError
@@ -75,6 +75,7 @@ class Run:
 
         `preactivation=True` gives an autoencoder's code before its final ReLU.
         """
+        _check_batch_size(batch_size)
         x = to_float_images(images)
         if preactivation and not hasattr(self.model, "encode_preactivation"):
             raise AelabError(f"preactivation=True needs a code behind a final ReLU (the dense "
@@ -88,6 +89,7 @@ class Run:
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
         """Codes (n, latent_dim) -> images (n, 28, 28) float, clipped to [0, 1], on the CPU."""
+        _check_batch_size(batch_size)
         z = self._codes(codes)
         out = [self.model.decode(z[i:i + batch_size].to(self.device)).float().cpu()
                for i in range(0, len(z), batch_size)]
@@ -98,9 +100,12 @@ class Run:
     def _codes(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Codes as float32 (n, latent_dim), checked: the right size, finite."""
         try:
-            z = torch.as_tensor(codes if torch.is_tensor(codes) else np.asarray(codes), dtype=torch.float32)
+            raw = codes if torch.is_tensor(codes) else np.ascontiguousarray(codes)
+            if raw.dtype.is_complex if torch.is_tensor(raw) else np.iscomplexobj(raw):
+                raise TypeError("complex")
+            z = torch.as_tensor(raw, dtype=torch.float32)
         except (TypeError, ValueError, RuntimeError):
-            raise AelabError("codes must be a numeric array of shape (n, latent_dim)") from None
+            raise AelabError("codes must be a real numeric array of shape (n, latent_dim)") from None
         if z.ndim == 1 and len(z) == self.latent_dim:
             z = z[None]
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -115,13 +120,25 @@ class Run:
         from .samplers.fitting import sample_codes  # here: fitting loads the dataset
 
         check_sample_count(n)
-        return self.decode(sample_codes(self, sampler, n, seed, **kwargs))
+        return self.decode(sample_codes(self, sampler, n, check_seed(seed), **kwargs))
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AelabError(f"batch_size={batch_size!r} must be a positive whole number")
 
 
 def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> Run:
     """Load a run folder's config and weights (`weights="final"` or `"checkpoint"`)."""
+    if not isinstance(path, (str, Path)):
+        raise AelabError(f"load_run needs a run folder's path (str or Path), got {type(path).__name__}")
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise AelabError(f"device={device!r} must be 'auto', 'cpu', 'cuda' or 'mps'")
     run_dir = RunDir(path)
-    cfg, data_info = run_dir.read_config()
+    try:
+        cfg, data_info = run_dir.read_config()
+    except OSError as e:  # a path the system cannot take: too long, a loop of symlinks
+        raise RunError(f"cannot read the run folder {str(path)[:200]}: {e.strerror or e}") from None
     model = create_model(cfg.model)
     if weights not in ("final", "checkpoint"):
         raise AelabError(f"weights={weights!r} must be 'final' or 'checkpoint'")

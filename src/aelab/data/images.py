@@ -26,9 +26,15 @@ def to_float_images(images: Any, name: str = "images") -> torch.Tensor:
     uint8 is divided by 255 (exactly the tutorial's ToTensor); floats must be finite and lie in
     [0, 1]; any other dtype or shape raises `AelabError` naming `name`.
     """
-    if isinstance(images, np.ndarray) and images.dtype == object:
-        raise AelabError(f"{name} must be a numeric array, got dtype object")
-    x = torch.as_tensor(images)
+    if isinstance(images, np.ndarray) and images.dtype.kind not in "biuf":
+        raise AelabError(f"{name} must be a numeric array, got dtype {images.dtype}")
+    try:  # a numpy view with negative strides (x[::-1]) is valid input torch cannot wrap as it is
+        x = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists, strings, None, dicts
+        raise AelabError(f"{name} must be a tensor or numeric array of images, got "
+                         f"{type(images).__name__}") from None
+    if x.layout != torch.strided or x.device.type == "meta":
+        raise AelabError(f"{name} must be a dense tensor with values, got layout {x.layout} on {x.device}")
     if x.dtype == torch.uint8:
         x = x.reshape(len(x), -1).float().div_(255.0) if x.ndim and len(x) else x.float()
     elif x.is_floating_point():
