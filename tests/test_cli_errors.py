@@ -232,3 +232,28 @@ def test_install_hints_fit_a_source_checkout():
     hint = install_hint("onnx")
     assert hint.startswith("pip install -e '") and hint.endswith("[onnx]'")  # tests run from a checkout
     assert Path(hint.split("'")[1].removesuffix("[onnx]"), "pyproject.toml").is_file()
+
+
+def test_a_warning_is_one_line_like_an_error(monkeypatch, capsys):
+    # a damaged classifier cache warned through Python's warnings: "file.py:153: UserWarning: ..."
+    # and the source line after it
+    import warnings
+
+    import aelab.cli
+
+    def report(args):
+        warnings.warn("retraining the classifier: cannot read cache X")
+        return 0
+    monkeypatch.setattr(aelab.cli, "_cmd_report", report)
+    assert main(["report", "RUN"]) == 0
+    assert capsys.readouterr().err == "aelab: warning: retraining the classifier: cannot read cache X\n"
+
+
+@pytest.mark.parametrize("argv", [["sample", ""], ["report", " "], ["export", "RUN", "--onnx", ""],
+                                  ["train", "--out", "", "--epochs", "1"]])
+def test_an_empty_path_is_one_line_not_the_current_folder(folders, capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)  # `aelab sample ""` wrote samples/ into the current folder
+    argv = [str(folders["run"]) if a == "RUN" else a for a in argv]
+    assert_one_error_line(argv, capsys, "is empty")
+    assert list(tmp_path.iterdir()) == []
+

@@ -269,3 +269,14 @@ def test_progress_bar_only_on_a_terminal(server, subset_registry, capsys):
 def test_download_file_shows_progress_when_asked(server, tmp_path, capsys):
     download_file([f"{server.base}/good/{LABELS}"], tmp_path / LABELS, progress=True)
     assert LABELS in capsys.readouterr().err
+
+
+def test_a_cache_file_larger_than_any_dataset_file_is_not_read(tmp_path, monkeypatch):
+    # a 10 GB file planted in the cache was hashed whole, twice, before the fallback (66 s)
+    download = data_download
+    big = tmp_path / "train-images-idx3-ubyte.gz"
+    with open(big, "wb") as f:
+        f.truncate(download.MAX_DOWNLOAD_BYTES + 1)  # sparse: no disk used
+    monkeypatch.setattr(download, "hexdigests", lambda *a: pytest.fail("a too-large file was read"))
+    spec = DATASETS.get("mnist")
+    assert not download.matches(big, spec.checksums["train-images-idx3-ubyte.gz"])

@@ -103,7 +103,8 @@ def train_classifier(train_images, train_labels, test_images, test_labels, seed=
         opt = torch.optim.Adam(model.parameters())  # lr set by the one-cycle schedule
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
         bar = tqdm(total=steps, desc="training the digit classifier that scores samples (cached)",
-                   unit="step", leave=False, mininterval=1.0, disable=not progress)
+                   unit="step", leave=False, mininterval=1.0,
+                   disable=None if progress else True)  # None: on a terminal only
         for _ in range(epochs):
             model.train()
             for idx in torch.randperm(len(x)).split(batch_size):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -448,6 +449,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy = wait_policy(argv)
     if policy is not None:
         os.environ.setdefault("OMP_WAIT_POLICY", policy)  # before torch loads; the user's setting wins
+    with warnings.catch_warnings():  # a warning is one line, like an error: no file name, no source line
+        warnings.showwarning = _one_line_warning
+        return _run(argv)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"aelab: warning: {message}", file=sys.stderr)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .engine import Interrupted
@@ -455,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         for name in PATH_ARGS:  # ~ expanded once, here; ~nosuchuser is one line
-            if getattr(args, name, None):
+            if getattr(args, name, None) is not None:
                 label = "RUN_DIR" if name == "run_dir" else f"--{name.replace('_', '-')}"
                 setattr(args, name, str(user_path(getattr(args, name), label)))
         return args.func(args)

@@ -273,7 +273,10 @@ def _depth(obj: Any, limit: int) -> int:
 
 
 def user_path(text: str | Path, what: str = "path") -> Path:
-    """A path a user typed, with `~` expanded; `~nosuchuser` is one `AelabError`, not a traceback."""
+    """A path a user typed, with `~` expanded; `~nosuchuser` is one `AelabError`, not a traceback,
+    and so is an empty one (Path("") is the current folder: `aelab sample ""` wrote samples/ there)."""
+    if not str(text).strip():
+        raise AelabError(f"{what} is empty; name a folder or file")
     try:
         return Path(text).expanduser()
     except RuntimeError:

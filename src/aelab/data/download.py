@@ -45,7 +45,13 @@ def hexdigests(path: Path, algorithms: Sequence[str]) -> dict[str, str]:
 
 
 def matches(path: Path, checksum: Checksum) -> bool:
-    """Whether the file's bytes have every checksum given in `checksum`."""
+    """Whether the file's bytes have every checksum given in `checksum` (a file larger than any
+    dataset file does not, unread: a 10 GB cache entry took a minute to hash)."""
+    try:
+        if path.stat().st_size > MAX_DOWNLOAD_BYTES:
+            return False
+    except OSError:
+        return False
     expected = {a: v for a in ("sha256", "md5") if (v := getattr(checksum, a))}
     return hexdigests(path, list(expected)) == expected
 

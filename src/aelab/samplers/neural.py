@@ -184,7 +184,7 @@ class NeuralSampler(Sampler):
         best, best_state, waited = math.inf, None, 0
         started = time.perf_counter()
         bar = tqdm(range(1, self.max_epochs + 1), desc=f"fitting {self.name} on {len(train)} codes",
-                   unit="epoch", leave=False, mininterval=1.0)
+                   unit="epoch", leave=False, mininterval=1.0, disable=None)  # None: on a terminal only
         for epoch in bar:
             net.train()
             self._start_epoch(epoch)
