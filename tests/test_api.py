@@ -90,12 +90,24 @@ def test_odd_api_calls_are_aelab_errors(run, tmp_path, small_mnist):
     (lambda run: run.sample(2, seed=2**32), "seed=4294967296"),
     (lambda run: aelab.load_run(None), "got NoneType"),
     (lambda run: aelab.load_run("x" * 5000), "cannot read"),
-    (lambda run: aelab.load_run(run.path, device="tpu"), "device='tpu'"),
+    (lambda run: aelab.load_run(run.path, device="tpu"), "device 'tpu'"),
+    (lambda run: aelab.load_run(run.path, device=5), "device 5"),
     (lambda run: aelab.resolve_config("seed", [1]), "overrides must be a dict"),
 ])
 def test_hostile_api_arguments_are_aelab_errors(run, call, words):
     with pytest.raises(AelabError, match=re.escape(words)):
         call(run)
+
+
+def test_what_torch_and_numpy_users_pass_is_accepted(run, small_mnist):
+    from pathlib import PurePosixPath
+
+    import numpy as np
+    images = small_mnist.test_images[:3]
+    assert aelab.load_run(run.path, device=torch.device("cpu")).device == torch.device("cpu")
+    assert aelab.load_run(PurePosixPath(run.path).as_posix(), device="cpu").path == run.path
+    assert torch.allclose(run.encode(images, batch_size=np.int64(2)), run.encode(images), atol=1e-6)
+    assert torch.equal(run.sample(2, seed=np.uint32(7)), run.sample(2, seed=7))
 
 
 def test_a_numpy_view_with_negative_strides_is_ordinary_input(run, small_mnist):

@@ -257,3 +257,24 @@ def test_an_empty_path_is_one_line_not_the_current_folder(folders, capsys, tmp_p
     assert_one_error_line(argv, capsys, "is empty")
     assert list(tmp_path.iterdir()) == []
 
+
+def test_a_start_that_loses_the_lock_race_removes_nothing(folders, tmp_path, monkeypatch):
+    # two `aelab train` into one new folder: both saw no folder, the first holds the lock; the
+    # second's cleanup after its failed start removed the first's marker, lock and folder
+    import aelab.rundir
+    import aelab.training
+    from aelab.errors import RunError
+    from aelab.rundir import RunDir
+
+    out = tmp_path / "new" / "run"
+    first = RunDir(out)
+    first.prepare()
+    with first.lock():
+        # the second checked the folder and the lock before the first took it
+        monkeypatch.setattr(aelab.training, "_first_missing", lambda path: tmp_path / "new")
+        monkeypatch.setattr(aelab.rundir.runlock, "refuse_if_held", lambda folder, lockfile: None)
+        cfg = resolve_config("seed", {"epochs": 1, "data_dir": str(folders["data"]), "device": "cpu"})
+        with pytest.raises(RunError, match="another process"):
+            train(cfg, out, quiet=True, log=lambda line: None)
+        assert sorted(p.name for p in out.iterdir()) == [".aelab-run", ".lock", "figures"]
+

@@ -196,6 +196,16 @@ def test_a_damaged_final_reconstruction_is_refused(run, reconstruction):
         check_final(final, "final.json")
 
 
+def test_a_perfect_reconstructions_infinite_psnr_is_not_damage():
+    from aelab.errors import RunError
+    from aelab.records import check_evaluation
+
+    perfect = {"reconstruction": {"model": {"mse": 0.0, "psnr": float("inf"), "ssim": 1.0}}}
+    assert check_evaluation(perfect, "evaluation.json") == perfect  # as evaluate writes it
+    with pytest.raises(RunError, match="not an object of finite numbers"):
+        check_evaluation({"reconstruction": {"model": {"mse": float("inf")}}}, "evaluation.json")
+
+
 # ---------------------------------------------------------------- weights
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -411,6 +421,8 @@ UNWRITABLE = {
     "metrics.jsonl a folder": lambda run: _replace_with_folder(run / "metrics.jsonl"),
     "final.json a folder": lambda run: _replace_with_folder(run / "final.json"),
     "report.html a folder": lambda run: _replace_with_folder(run / "report.html"),
+    "figures/loss.png a folder": lambda run: _replace_with_folder(run / "figures" / "loss.png"),
+    "figures/epoch_009.png a folder": lambda run: _replace_with_folder(run / "figures" / "epoch_009.png"),
 }
 
 

@@ -32,28 +32,15 @@ from .cli_types import (
     MAX_EPOCHS,
     MAX_LATENT,
     MAX_SAMPLES,
-    MAX_THREADS,
     positive,
     seed,
+    threads,
 )
 from .errors import AelabError
 
 __all__ = ["main", "build_parser"]
 
 PATH_ARGS = ("run_dir", "out", "npy", "data_dir", "onnx")
-
-
-def _threads(text: str) -> int | str:
-    """An argparse type: "auto" or a whole number from 1 to MAX_THREADS."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number") from None
-    if not 1 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 'auto' or from 1 to {MAX_THREADS}")
-    return value
 
 
 def _default_samplers_help() -> str:
@@ -135,7 +122,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="code size " + _preset_default("latent_dim"))
     p.add_argument("--model", dest="architecture", choices=MODELS.names(),
                    help=_choices_help(MODELS) + " (default: the preset's)")
-    p.add_argument("--width-dim", type=positive(int),
+    p.add_argument("--width-dim", type=positive(int, MAX_LATENT),
                    help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
                    f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.add_argument("--variational", dest="kind", action="store_const", const="vae",
@@ -159,7 +146,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, help="(default 0)")
     p.add_argument("--device", choices=DEVICES, help="(default auto: cuda, then mps, then cpu)")
     p.add_argument("--precision", choices=PRECISIONS, help="(default fp32)")
-    p.add_argument("--threads", type=_threads, metavar="auto|N",
+    p.add_argument("--threads", type=threads, metavar="auto|N",
                    help="CPU threads to train on (default auto: measured on a few steps at the start, "
                    "recorded in config.json; see aelab.threads)")
     p.add_argument("--matmul", choices=[AUTO, *MATMULS.names()],

@@ -41,7 +41,7 @@ def add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the models: parameters at a latent size, and what each is")
     p.add_argument("--latent-dim", type=positive(int, MAX_LATENT), default=128,
                    help="code size (default 128)")
-    p.add_argument("--width-dim", type=positive(int),
+    p.add_argument("--width-dim", type=positive(int, MAX_LATENT),
                    help=f"dense families: w of the hidden widths 4w, 2w (default: the latent size; "
                    f"{TUTORIAL_WIDTH} gives the tutorial's {4 * TUTORIAL_WIDTH}, {2 * TUTORIAL_WIDTH})")
     p.set_defaults(func=_cmd_models)

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Callable
 
 __all__ = ["MAX_SAMPLES", "MAX_COMPONENTS", "MAX_EPOCHS", "MAX_BATCH", "MAX_LATENT", "MAX_THREADS",
-           "positive", "count", "seed"]
+           "positive", "count", "seed", "threads"]
 
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES
 MAX_COMPONENTS = 10_000
@@ -56,4 +56,17 @@ def seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 2**32 - 1")
+    return value
+
+
+def threads(text: str) -> int | str:
+    """An argparse type: "auto" or a whole number from 1 to MAX_THREADS."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 'auto' or from 1 to {MAX_THREADS}")
     return value

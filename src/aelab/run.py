@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,27 @@ from .rundir import RunDir, read_weights
 __all__ = ["Run", "load_run", "pick_device"]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` -> cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto` -> cuda, then mps, then cpu; else any device torch names ("cpu", "cuda:1", a
+    `torch.device`) that is here. An unknown or unavailable one is an `AelabError`."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise AelabError(f"device {name!r} is not one torch knows here: use 'auto', 'cpu', 'cuda' or "
+                         f"'mps'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise RunError("--device cuda: no CUDA device is available here; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
+    if device.type == "mps" and not torch.backends.mps.is_available():
         raise RunError("--device mps: no MPS device is available here; use --device cpu")
-    return torch.device(name)
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise AelabError(f"device {name!r}: aelab runs on cpu, cuda or mps")
+    return device
 
 
 @dataclass
@@ -124,16 +133,14 @@ class Run:
 
 
 def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise AelabError(f"batch_size={batch_size!r} must be a positive whole number")
 
 
 def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> Run:
     """Load a run folder's config and weights (`weights="final"` or `"checkpoint"`)."""
-    if not isinstance(path, (str, Path)):
-        raise AelabError(f"load_run needs a run folder's path (str or Path), got {type(path).__name__}")
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise AelabError(f"device={device!r} must be 'auto', 'cpu', 'cuda' or 'mps'")
+    if not isinstance(path, (str, os.PathLike)):
+        raise AelabError(f"load_run needs a run folder's path (str or path-like), got {type(path).__name__}")
     run_dir = RunDir(path)
     try:
         cfg, data_info = run_dir.read_config()

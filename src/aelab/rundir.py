@@ -131,9 +131,13 @@ class RunDir:
         for folder in (f for f in OUTPUTS if f != "."):
             if (self.path / folder).exists() or (self.path / folder).is_symlink():
                 writable_dir(self.path / folder)
-        for name in (*OUTPUTS["."], MARKER, self.lockfile.name):
+        for name in (MARKER, self.lockfile.name):
             if (self.path / name).is_dir():
                 raise RunError(f"{self.path / name} is a folder; aelab writes a file there")
+        for folder, patterns in OUTPUTS.items():  # figures/loss.png as a folder failed after training
+            for path in (p for pattern in patterns for p in (self.path / folder).glob(pattern)):
+                if path.is_dir():
+                    raise RunError(f"{path} is a folder; aelab writes a file there")
         if self.lockfile.is_symlink():
             raise RunError(f"{self.lockfile} is a symlink; aelab writes only real files in a run folder")
 
@@ -147,7 +151,9 @@ class RunDir:
             for p in (self.lockfile, self.path / MARKER):
                 if p.is_symlink() or p.is_file():
                     p.unlink()
-            for folder in (self.figures, self.path, *self.path.parents):
+            if self.figures.is_dir() and not self.figures.is_symlink() and not any(self.figures.iterdir()):
+                self.figures.rmdir()
+            for folder in (self.path, *self.path.parents):
                 if not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
                     break
                 folder.rmdir()

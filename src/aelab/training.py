@@ -87,7 +87,7 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, f
     if world > 1:
         dist.barrier()
     lock = run_dir.lock() if rank == 0 else nullcontext()
-    with _removed_if_unused(run_dir, created), lock:
+    with lock, _removed_if_unused(run_dir, created):  # only the lock's holder cleans up
         data = data or load_dataset(cfg.data.dataset, cfg.data.data_dir, progress=not quiet,
                                     log=(lambda line: None) if quiet else say)
         device = dist_device or pick_device(cfg.train.device)
