@@ -45,14 +45,11 @@ PATH_ARGS = ("run_dir", "out", "npy", "data_dir", "onnx")
 
 def _default_samplers_help() -> str:
     """--samplers' help: which samplers `aelab evaluate` runs unless named, from
-    `applicable_samplers`, the function that decides it (asked about a stand-in AE and VAE run)."""
-    from types import SimpleNamespace
-
+    `applicable_samplers`, the function that decides it (asked about an AE and a VAE)."""
     from .samplers.fitting import applicable_samplers
 
     def names(kind: str, every: bool) -> list[str]:
-        run = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(kind=kind)))
-        return applicable_samplers(run, every=every)
+        return applicable_samplers(kind, every=every)
 
     ae, vae = names("ae", False), names("vae", False)
     slow = [n for n in names("ae", True) if n not in ae]

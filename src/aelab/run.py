@@ -68,7 +68,8 @@ class Run:
     def weights_digest(self) -> str:
         """SHA-256 of the model's weights and buffers as loaded: a fitted sampler file records the
         digest it was fitted on, so one fitted on other weights (a run trained further meanwhile)
-        is fitted again rather than reused (`samplers.fitting.fitted_sampler`)."""
+        is fitted again rather than reused (`samplers.fitting.fitted_sampler`). Computed once: a
+        Run's model is what was loaded (change it, and load the run again)."""
         if not hasattr(self, "_weights_digest"):
             self._weights_digest = tensors_digest(self.model.state_dict())
         return self._weights_digest

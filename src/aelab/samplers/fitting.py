@@ -55,13 +55,14 @@ def sampler_defaults(kind: str, name: str) -> dict[str, Any]:
     return dict(VAE_GMM) if name == "gmm" and kind == "vae" else {}
 
 
-def applicable_samplers(run: Run, every: bool = False) -> list[str]:
-    """Samplers that make sense for this run: `prior` for a VAE, the tutorial's `normal` for an AE.
+def applicable_samplers(run: Run | str, every: bool = False) -> list[str]:
+    """Samplers that make sense for this run (or model kind, "ae" or "vae"): `prior` for a VAE,
+    the tutorial's `normal` for an AE.
 
     `every`: also the neural ones (flow, diffusion, and two-stage for a VAE), which take minutes
     to fit on a CPU; `aelab evaluate` and the explorer offer them only when asked.
     """
-    vae = run.config.model.kind == "vae"
+    vae = (run if isinstance(run, str) else run.config.model.kind) == "vae"
     fast = ["prior" if vae else "normal", "gaussian", "gmm"]
     return fast + (["flow", "diffusion"] + (["two-stage"] if vae else []) if every else [])
 

@@ -143,8 +143,9 @@
       const button = document.createElement("button"), fig = tile(S.info.gallery_images[i], false);
       Object.assign(button, { type: "button", title: `a ${g.label}` });
       button.setAttribute("aria-label", `a ${g.label}, validation digit ${g.index}`);
-      fig.querySelector("canvas").dataset.index = g.index;
-      button.append(fig);
+      const canvas = fig.querySelector("canvas");  // the canvas alone: a button holds no <figure>
+      canvas.dataset.index = g.index;
+      button.append(canvas);
       button.addEventListener("click", () => pick(g.index).catch((e) => showMessage(e.message)));
       $("gallery").append(button);
     });
