@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Callable
 
 __all__ = ["MAX_SAMPLES", "MAX_COMPONENTS", "MAX_EPOCHS", "MAX_BATCH", "MAX_LATENT", "MAX_THREADS",
-           "positive", "count", "seed", "threads"]
+           "positive", "whole", "count", "seed", "threads"]
 
 MAX_SAMPLES = 100_000   # aelab.checks.MAX_SAMPLES
 MAX_COMPONENTS = 10_000
@@ -35,28 +35,26 @@ def positive(kind: type, most: int | float | None = None) -> Callable[[str], int
     return parse
 
 
-def count(most: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 0 to `most`."""
+def whole(lo: int, hi: int, hi_text: str | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `lo` to `hi` (named `hi_text` in the message)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not 0 <= value <= most:
-            raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to {most:,}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r} must be from {lo} to {hi_text or f'{hi:,}'}")
         return value
     return parse
 
 
-def seed(text: str) -> int:
-    """An argparse type: a seed numpy and torch both take, 0 to 2**32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 2**32 - 1")
-    return value
+def count(most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 0 to `most`."""
+    return whole(0, most)
+
+
+seed = whole(0, 2**32 - 1, "2**32 - 1")  # a seed numpy and torch both take
+_thread_count = whole(1, MAX_THREADS)
 
 
 def threads(text: str) -> int | str:
@@ -64,9 +62,7 @@ def threads(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number") from None
-    if not 1 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 'auto' or from 1 to {MAX_THREADS}")
-    return value
+        return _thread_count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 'auto' or a whole number from 1 to "
+                                         f"{MAX_THREADS:,}") from None
