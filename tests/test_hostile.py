@@ -353,6 +353,9 @@ REPORT_DAMAGE = {
         '{"reconstruction": {"model": {"mse": NaN}}}'),
     "evaluation score 1e999": lambda run: (run / "evaluation.json").write_text(
         '{"samples": {"sampler gmm": {"fid": 1e999}}}'),
+    "final.json not JSON": lambda run: (run / "final.json").write_text("{"),
+    "final.json reconstruction NaN": lambda run: (run / "final.json").write_text(
+        (run / "final.json").read_text().replace('"test_mse": ', '"test_mse": NaN, "x": ', 1)),
     "evaluation score text": lambda run: (run / "evaluation.json").write_text(
         '{"samples": {"sampler gmm": {"fid": "<b>low</b>"}}}'),
     "explain not UTF-8": lambda run: ((run / "explain").mkdir(), (run / "explain" / "explain.md").write_bytes(

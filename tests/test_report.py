@@ -151,6 +151,9 @@ def test_report_leads_with_a_summary_and_folds_the_middle_epochs(tmp_path, small
     summary = html[html.index('id="summary"'):html.index('id="toc"')]
     assert "dense autoencoder, 8-d code, " in summary and " parameters (preset seed)" in summary
     assert "4 of 4 epochs" in summary and "validation MSE" in summary
+    final = json.loads((out / "final.json").read_text())  # the number load_run's reconstruct gives
+    assert f"reconstruction MSE {format_number(final['reconstruction']['test_mse'])} on the official test" \
+        in summary
     assert html.index('alt="epoch 1"') < html.index('alt="epoch 4"') < html.index("<details>") \
         < html.index('alt="epoch 2"')
     assert html.count("<details>") == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import check_inside
-from ..records import check_evaluation, is_number
+from ..records import check_evaluation, check_final, is_number
 from ..rundir import RunDir
 from .html import CSP, CSS, format_number, image, markdown, present, table
 from .names import COLUMN_NAMES, GLOSSARY, column_name, sampler_rank
@@ -66,7 +66,16 @@ def _best_sampler(evaluation: dict | None) -> str:
     return f"{name.removeprefix('sampler ')}: FID {format_number(row['fid'])}{against}"
 
 
-def _summary(cfg, data: dict, metrics: list[dict], evaluation: dict | None) -> str:
+def _test_line(final: dict | None) -> str:
+    """The test split's reconstruction MSE as `aelab.load_run(RUN).reconstruct` gives it."""
+    mse = (final or {}).get("reconstruction", {}).get("test_mse")
+    if not is_number(mse):
+        return "scored when training ends" if final is None else "not recorded (a run from an older aelab)"
+    return (f"reconstruction MSE {format_number(mse)} on the official test split (outputs clipped to "
+            f"[0, 1], as aelab.load_run reconstructs)")
+
+
+def _summary(cfg, data: dict, metrics: list[dict], evaluation: dict | None, final: dict | None) -> str:
     last = metrics[-1] if metrics else {}
     seconds = sum(r.get("seconds") or 0 for r in metrics)
     split = "official test split" if getattr(cfg.train, "valid_fraction", 0) in (0, None) \
@@ -82,6 +91,7 @@ def _summary(cfg, data: dict, metrics: list[dict], evaluation: dict | None) -> s
                      f"s; Adam lr {format_number(cfg.train.lr)}, batch {cfg.train.batch_size}, "
                      f"seed {cfg.train.seed}"),
         ("final losses", (losses + f" (validation on the {split})") if losses else "no finished epoch yet"),
+        ("test", _test_line(final)),
         ("best sampler", _best_sampler(evaluation)),
     ]
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
@@ -149,6 +159,8 @@ def build_report(run_dir: str | Path, skipped: list[str] | None = None) -> str:
     evaluation_path = run.path / "evaluation.json"
     evaluation = (check_evaluation(run.read_json(evaluation_path), str(evaluation_path))
                   if present(evaluation_path) else None)
+    final_path = run.path / "final.json"  # written when training ends; the test split's scores
+    final = check_final(run.read_json(final_path), str(final_path)) if present(final_path) else None
 
     def embed(path: Path, caption: str) -> str:
         return image(run, path, caption, skipped)
@@ -190,7 +202,7 @@ def build_report(run_dir: str | Path, skipped: list[str] | None = None) -> str:
            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>",
-           f'<div class="top">{_summary(cfg, data, metrics, evaluation)}'
+           f'<div class="top">{_summary(cfg, data, metrics, evaluation, final)}'
            f'<nav class="toc" id="toc"><strong>Contents</strong><ol>{toc}</ol></nav></div>']
     out += [f'<h2 id="{sid}">{escape(name)}</h2>\n{body}' for sid, name, body in sections]
     out.append(f'<p class="muted">folder {escape(str(run.path))}</p></body></html>\n')
