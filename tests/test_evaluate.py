@@ -78,7 +78,7 @@ def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monk
         assert torch.equal(sample_codes(run, "gaussian", 8, seed=3, data=data), first)
     assert loads == []  # the explorer's every request: no file read, no revalidation
     path = run.path / "samplers" / "gaussian.safetensors"
-    run.loaded_samplers["gaussian"][1].save(path)  # rewritten (a new file): read and checked again
+    run.loaded_samplers["gaussian"][1].save(path, fitted_on=run.weights_digest)  # rewritten: read again
     assert torch.equal(sample_codes(run, "gaussian", 8, seed=3, data=data), first) and len(loads) == 1
     path.write_bytes(b"garbage")  # damaged after loading: refused, never served from memory
     with pytest.raises(Exception, match="delete it to fit the gaussian sampler again"):

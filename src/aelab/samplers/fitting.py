@@ -125,12 +125,12 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
         known = run.loaded_samplers.get(name)
         if known and known[0] == file_identity(path) and known[1].get_config() == sampler.get_config():
             return known[1]  # loaded and validated before, and the file has not changed since
-        try:
-            saved = load_sampler(path, latent_dim=run.latent_dim)
+        try:  # the header first: a file fitted on other weights is not worth loading (a gmm: 33 MB)
             same_weights = saved_fitted_on(path) == run.weights_digest
+            saved = load_sampler(path, latent_dim=run.latent_dim) if same_weights else None
         except RunError as e:
             raise RunError(f"{e}; delete it to fit the {name} sampler again") from None
-        if saved.get_config() == sampler.get_config() and same_weights:
+        if saved is not None and saved.get_config() == sampler.get_config():
             run.loaded_samplers[name] = (file_identity(path), saved)
             return saved
         if not same_weights:
