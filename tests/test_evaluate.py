@@ -85,6 +85,28 @@ def test_a_loaded_sampler_is_reused_until_its_file_changes(small_run, data, monk
         sample_codes(run, "gaussian", 8, seed=3, data=data)
 
 
+def test_a_sampler_that_cannot_be_saved_is_fitted_once_per_process(small_run, data, monkeypatch, tmp_path,
+                                                                   capsys):
+    # a read-only or full run folder: the explorer would fit a flow (minutes) on every request
+    import shutil
+
+    from aelab.errors import RunError
+    from aelab.run import load_run
+    from aelab.samplers.gaussian import GaussianSampler
+
+    shutil.copytree(small_run.path, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    (run.path / "samplers" / "gaussian.safetensors").unlink(missing_ok=True)
+
+    def refuse(self, path, fitted_on=None):
+        raise RunError("read-only file system")
+    monkeypatch.setattr(GaussianSampler, "save", refuse)
+    first = sample_codes(run, "gaussian", 4, seed=1, data=data)
+    assert capsys.readouterr().err.count("fitting the gaussian sampler") == 1
+    assert torch.equal(sample_codes(run, "gaussian", 4, seed=1, data=data), first)
+    assert "fitting" not in capsys.readouterr().err
+
+
 def test_a_saved_sampler_is_current_only_with_todays_settings(small_run, data, monkeypatch, tmp_path):
     """What the explorer calls "ready": the file holds this sampler with the settings fitted_sampler
     would use now, read from its header; older defaults, another sampler or damage are not."""

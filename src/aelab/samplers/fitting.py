@@ -121,10 +121,10 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
         return sampler.fit(np.zeros((2, run.latent_dim), dtype=np.float32))
     path = run.path / "samplers" / f"{name}.safetensors"
     check_inside(path, run.path)  # never read or write through a symlinked samplers/ folder
+    known = run.loaded_samplers.get(name)
+    if known and known[0] == _identity(path) and known[1].get_config() == sampler.get_config():
+        return known[1]  # loaded or fitted before, and the file has not changed since
     if path.exists() or path.is_symlink():
-        known = run.loaded_samplers.get(name)
-        if known and known[0] == file_identity(path) and known[1].get_config() == sampler.get_config():
-            return known[1]  # loaded and validated before, and the file has not changed since
         try:  # the header first: a file fitted on other weights is not worth loading (a gmm: 33 MB)
             same_weights = saved_fitted_on(path) == run.weights_digest
             saved = load_sampler(path, latent_dim=run.latent_dim) if same_weights else None
@@ -145,10 +145,18 @@ def fitted_sampler(run: Run, name: str, data: ImageData | None = None, codes: np
     _log(f"aelab: fitted {name} in {time.perf_counter() - started:.1f} s")
     try:
         sampler.save(path, fitted_on=run.weights_digest)
-        run.loaded_samplers[name] = (file_identity(path), sampler)
     except RunError as e:  # a full or read-only disk: the samples are still good, only not cached
         print(f"aelab: warning: the fitted sampler is not saved ({e})", file=sys.stderr)
+    run.loaded_samplers[name] = (_identity(path), sampler)  # unsaved, kept for this process at least
     return sampler
+
+
+def _identity(path) -> tuple | None:
+    """`file_identity(path)`, or None where there is no file."""
+    try:
+        return file_identity(path)
+    except OSError:
+        return None
 
 
 def saved_is_current(run: Run, name: str) -> bool:
