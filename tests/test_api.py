@@ -107,7 +107,19 @@ def test_what_torch_and_numpy_users_pass_is_accepted(run, small_mnist):
     assert aelab.load_run(run.path, device=torch.device("cpu")).device == torch.device("cpu")
     assert aelab.load_run(PurePosixPath(run.path).as_posix(), device="cpu").path == run.path
     assert torch.allclose(run.encode(images, batch_size=np.int64(2)), run.encode(images), atol=1e-6)
+    many = small_mnist.test_images[:600]  # a uint8 batch size overflowed in the slices (200 + 200)
+    assert torch.allclose(run.encode(many, batch_size=np.uint8(200)), run.encode(many), atol=1e-6)
     assert torch.equal(run.sample(2, seed=np.uint32(7)), run.sample(2, seed=7))
+
+
+def test_a_cuda_device_index_the_machine_lacks_is_refused(monkeypatch):
+    from aelab.run import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(AelabError, match="has 1 CUDA device"):
+        pick_device("cuda:7")
 
 
 def test_a_numpy_view_with_negative_strides_is_ordinary_input(run, small_mnist):

@@ -11,6 +11,7 @@ traceback); a few run `python -m aelab` for real to show the same at the process
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,12 @@ def test_a_start_that_loses_the_lock_race_removes_nothing(folders, tmp_path, mon
             train(cfg, out, quiet=True, log=lambda line: None)
         assert sorted(p.name for p in out.iterdir()) == [".aelab-run", ".lock", "figures"]
 
+
+
+def test_an_empty_data_dir_means_not_given(tmp_path, capsys):
+    # `--data-dir "$UNSET"` in a script: the default data (here the bundled subset), as before
+    code, lines = run_main(["train", "--data-dir", "", "--out", str(tmp_path / "r"), "--epochs", "1",
+                            "--batch-size", "1024", "--latent-dim", "8", "--quiet", "--device", "cpu",
+                            "--threads", "1"], capsys)
+    assert code == 0, lines
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["data"]["data_dir"] is None

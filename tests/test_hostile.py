@@ -593,6 +593,22 @@ def test_a_fifo_planted_as_the_temp_file_does_not_block(run):
     assert (run / "report.html").is_file()
 
 
+def test_a_finished_holder_never_removes_a_lock_file_that_is_not_its_own(tmp_path):
+    # a failed start's cleanup removes .lock while it holds it; another start may then make and
+    # lock a new one: the first must not delete that on its way out
+    from aelab import runlock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lockfile = folder / ".lock"
+    with runlock.hold(folder, lockfile):
+        lockfile.unlink()
+        with runlock.hold(folder, lockfile):  # the other start's lock, on a new file
+            pass  # (it removes its own on the way out)
+        lockfile.write_text("another start's lock\n")
+    assert lockfile.read_text() == "another start's lock\n"
+
+
 def test_a_planted_lock_file_is_refused_without_writing_through(run, tmp_path, capsys):
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")

@@ -450,6 +450,8 @@ def _run(argv: list[str]) -> int:
 
     try:
         for name in PATH_ARGS:  # ~ expanded once, here; ~nosuchuser is one line
+            if name == "data_dir" and getattr(args, name, None) == "":
+                args.data_dir = None  # --data-dir "$UNSET": not given, as before
             if getattr(args, name, None) is not None:
                 label = "RUN_DIR" if name == "run_dir" else f"--{name.replace('_', '-')}"
                 setattr(args, name, str(user_path(getattr(args, name), label)))

@@ -43,6 +43,8 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
                          f"'mps'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunError("--device cuda: no CUDA device is available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RunError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RunError("--device mps: no MPS device is available here; use --device cpu")
     if device.type not in ("cpu", "cuda", "mps"):
@@ -85,7 +87,7 @@ class Run:
 
         `preactivation=True` gives an autoencoder's code before its final ReLU.
         """
-        _check_batch_size(batch_size)
+        batch_size = _batch_size(batch_size)
         x = to_float_images(images)
         if preactivation and not hasattr(self.model, "encode_preactivation"):
             raise AelabError(f"preactivation=True needs a code behind a final ReLU (the dense "
@@ -99,7 +101,7 @@ class Run:
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray, batch_size: int = 2048) -> torch.Tensor:
         """Codes (n, latent_dim) -> images (n, 28, 28) float, clipped to [0, 1], on the CPU."""
-        _check_batch_size(batch_size)
+        batch_size = _batch_size(batch_size)
         z = self._codes(codes)
         out = [self.model.decode(z[i:i + batch_size].to(self.device)).float().cpu()
                for i in range(0, len(z), batch_size)]
@@ -133,9 +135,11 @@ class Run:
         return self.decode(sample_codes(self, sampler, n, check_seed(seed), **kwargs))
 
 
-def _check_batch_size(batch_size: Any) -> None:
+def _batch_size(batch_size: Any) -> int:
+    """`batch_size` as a Python int (a numpy uint8 would overflow in the slices), else AelabError."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise AelabError(f"batch_size={batch_size!r} must be a positive whole number")
+    return int(batch_size)
 
 
 def load_run(path: str | Path, device: str = "cpu", weights: str = "final") -> Run:

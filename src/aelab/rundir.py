@@ -134,8 +134,8 @@ class RunDir:
         for name in (MARKER, self.lockfile.name):
             if (self.path / name).is_dir():
                 raise RunError(f"{self.path / name} is a folder; aelab writes a file there")
-        for folder, patterns in OUTPUTS.items():  # figures/loss.png as a folder failed after training
-            for path in (p for pattern in patterns for p in (self.path / folder).glob(pattern)):
+        for folder in (".", "figures"):  # what training writes (figures/loss.png a folder: failed at the end)
+            for path in (p for pattern in OUTPUTS[folder] for p in (self.path / folder).glob(pattern)):
                 if path.is_dir():
                     raise RunError(f"{path} is a folder; aelab writes a file there")
         if self.lockfile.is_symlink():

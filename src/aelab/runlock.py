@@ -55,7 +55,8 @@ def hold(folder: Path, lockfile: Path) -> Iterator[None]:
         yield
     finally:
         try:
-            lockfile.unlink()  # still locked: nobody else holds it now
+            if _same_file(fd, lockfile):  # ours, still locked: nobody else holds it now (a cleanup
+                lockfile.unlink()         # may have removed it, and another start made a new one)
         except OSError:
             pass
         os.close(fd)

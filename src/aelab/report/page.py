@@ -70,7 +70,8 @@ def _test_line(final: dict | None) -> str:
     """The test split's reconstruction MSE as `aelab.load_run(RUN).reconstruct` gives it."""
     mse = (final or {}).get("reconstruction", {}).get("test_mse")
     if not is_number(mse):
-        return "scored when training ends" if final is None else "not recorded (a run from an older aelab)"
+        return ("not scored yet: training has not finished (continue it with aelab train --resume)"
+                if final is None else "not recorded (a run from an older aelab)")
     return (f"reconstruction MSE {format_number(mse)} on the official test split (outputs clipped to "
             f"[0, 1], as aelab.load_run reconstructs)")
 
